@@ -1,0 +1,25 @@
+"""The exceptions vaelab raises on bad input. Each message names the field or file and the fix."""
+
+
+class VaelabError(Exception):
+    """Base class: the CLI prints these as one clear line instead of a traceback."""
+
+
+class ConfigError(VaelabError, ValueError):
+    """A config value, key or override that cannot be used."""
+
+
+class ModelError(VaelabError, ValueError):
+    """An architecture that cannot be built or whose shapes do not chain."""
+
+
+class DataError(VaelabError, ValueError):
+    """A data file that is missing, unreadable or malformed."""
+
+
+class CheckpointError(VaelabError, ValueError):
+    """A run folder or checkpoint that is missing, corrupt or of another architecture."""
+
+
+class TrainingError(VaelabError, RuntimeError):
+    """Training that cannot go on, e.g. a non-finite loss."""
