@@ -45,6 +45,8 @@ class LayerSpec:
         """The string form, or seed 003's mapping form when keyword arguments are present."""
         if self.kwargs:
             body: dict[str, Any] = {"args": list(self.args), **dict(self.kwargs)}
+            if self.repeat != 1:
+                body["repeat"] = self.repeat
             return {self.type: body}
         text = "_".join([self.type, *(_format_value(a) for a in self.args)])
         return f"{self.repeat}*{text}" if self.repeat != 1 else text
@@ -163,7 +165,9 @@ def parse_mapping(item: Mapping[str, Any], signature_of: Callable[[str], Signatu
         raise SpecError(f"{type_name}: expected a mapping with 'args' and keyword arguments, got {body!r}")
     body = dict(body)
     args = body.pop("args", None) or []
-    repeat = int(body.pop("repeat", 1))
+    repeat = body.pop("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat <= 0:
+        raise SpecError(f"{type_name}: 'repeat' must be a positive integer, got {repeat!r}")
     if not isinstance(args, (list, tuple)):
         raise SpecError(f"{type_name}: 'args' must be a list, got {args!r}")
     sig = signature_of(type_name)
