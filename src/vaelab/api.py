@@ -1,0 +1,47 @@
+"""The Python API behind the CLI: every command is one call here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from vaelab.architecture import LayerRow, build_model
+from vaelab.config import Config, load_config
+from vaelab.runs import Run, load_run
+from vaelab.train import data_meta, train
+
+
+@dataclass
+class CheckReport:
+    name: str
+    input_shape: tuple[int, ...]
+    latent_shape: tuple[int, ...]
+    rows: list[LayerRow]
+    parameters: int
+    output_activation: str
+    recon: str
+
+
+def check_config(
+    source: str | Path | Mapping[str, Any] | Config | None, overrides: list[str] | None = None, *, load_data: bool = True
+) -> CheckReport:
+    """Validate a config and build its model without training (what `vaelab check` prints)."""
+    from vaelab.data import load_data as load
+
+    cfg = source if isinstance(source, Config) else load_config(source, overrides)
+    shape, meta = None, {}
+    if load_data and cfg.model.input_shape is None:
+        bundle = load(cfg.data, cfg.seed)
+        meta = data_meta(bundle)
+        shape = bundle.shape
+    rows: list[LayerRow] = []
+    vr = tuple(meta["value_range"]) if meta.get("value_range") else None
+    model = build_model(cfg.model, shape, num_classes=meta.get("num_classes"), cond_dim=meta.get("cond_dim"),
+                        value_range=vr, trace=rows)
+    lo, hi = vr or (0.0, 1.0)
+    recon = cfg.loss.recon if cfg.loss.recon != "auto" else ("bce" if lo >= 0 and hi <= 1 else "mse")
+    return CheckReport(cfg.name, tuple(model.input_shape), tuple(model.latent_shape), rows, model.num_parameters(),
+                       model.output_activation, recon)
+
+
+__all__ = ["Config", "load_config", "check_config", "CheckReport", "train", "load_run", "Run"]

@@ -1,0 +1,33 @@
+"""The `vaelab` command: thin commands that parse, call one library function and print.
+
+Each command group lives in its own module and registers itself on `app`; `main` turns vaelab's
+errors into one clear line and exit code 2 instead of a traceback.
+"""
+from __future__ import annotations
+
+import sys
+
+from vaelab.cli.app import app
+
+# command modules register themselves on import
+from vaelab.cli import train_cmds  # noqa: F401,E402
+
+for _optional in ("use_cmds", "data_cmds", "search_cmds", "hardware_cmds"):
+    try:
+        __import__(f"vaelab.cli.{_optional}")
+    except ModuleNotFoundError as e:  # a command group not built yet
+        if e.name != f"vaelab.cli.{_optional}":
+            raise
+
+
+def main() -> None:
+    from vaelab.errors import VaelabError
+    from vaelab.registry import UnknownNameError
+
+    try:
+        app()
+    except (VaelabError, UnknownNameError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,293 @@
+"""The typed config tree: YAML + `--set dotted.key=value` overrides, validated before any work starts.
+
+This is the only place raw dicts enter. Every error names the dotted field and, for unknown keys,
+the closest valid ones.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vaelab.data.config import DataConfig
+from vaelab.errors import ConfigError
+
+LayerItem = str | dict[str, Any]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ConditionConfig(Strict):
+    """How labels or vectors condition the encoder and decoder (seed 002's CVAE)."""
+
+    kind: Literal["label", "vector"] = "label"
+    num_classes: int | None = Field(None, ge=2, description="label: taken from the data when omitted")
+    dim: int | None = Field(None, ge=1, description="vector: width of the condition vector")
+
+    @property
+    def width(self) -> int | None:
+        return self.num_classes if self.kind == "label" else self.dim
+
+
+class HeadsConfig(Strict):
+    """Separate layer lists from the encoder output to the posterior mean and log-variance."""
+
+    mu: list[LayerItem]
+    logvar: list[LayerItem]
+
+
+class ModelConfig(Strict):
+    preset: str | None = None
+    preset_args: dict[str, Any] = Field(default_factory=dict)
+    encoder: list[LayerItem] | None = None
+    heads: HeadsConfig | None = None
+    decoder: list[LayerItem] | None = None
+    input_shape: list[int] | None = Field(None, description="per-sample shape where no data fixes it")
+    latent_scale: float = Field(1.0, gt=0, description="seed 001's latent scale factor (0.18215 in Stable Diffusion)")
+    output_activation: Literal["auto", "sigmoid", "tanh", "identity"] = "auto"
+    condition: ConditionConfig | None = None
+
+    @model_validator(mode="after")
+    def _layers_parse(self) -> "ModelConfig":
+        from vaelab.layers import parse_layers  # layers import torch; config stays importable without it
+        from vaelab.presets import PRESETS
+
+        if self.preset is not None:
+            if self.encoder is not None or self.decoder is not None or self.heads is not None:
+                raise ValueError("give either model.preset or model.encoder/model.decoder, not both")
+            PRESETS.entry(self.preset)  # raises with close names
+        else:
+            if self.encoder is None or self.decoder is None:
+                missing = "model.encoder" if self.encoder is None else "model.decoder"
+                raise ValueError(f"{missing} is missing: give model.encoder and model.decoder (lists of layer strings) or a model.preset")
+            parse_layers(self.encoder, "model.encoder")
+            parse_layers(self.decoder, "model.decoder")
+            if self.heads is not None:
+                parse_layers(self.heads.mu, "model.heads.mu")
+                parse_layers(self.heads.logvar, "model.heads.logvar")
+        if self.input_shape is not None and any(d <= 0 for d in self.input_shape):
+            raise ValueError(f"model.input_shape must be positive sizes, got {self.input_shape}")
+        return self
+
+
+class ScheduleConfig(BaseModel):
+    """KL-weight schedule; the parameters beside `kind` depend on it (see vaelab.schedules)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str = "constant"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScheduleConfig":
+        from vaelab.schedules import make_schedule
+
+        make_schedule(self.kind, **self.params())
+        return self
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LossConfig(Strict):
+    """total = alpha*recon + kl_weight*schedule*KL + ssim*beta*(1-SSIM) + sparse*lambd*mean|mu|."""
+
+    recon: Literal["auto", "bce", "mse"] = "auto"
+    reduction: Literal["sum", "mean"] = "sum"
+    alpha: float = Field(1.0, ge=0)
+    kl_weight: float = Field(1.0, ge=0)
+    ssim: bool = False
+    beta: float = Field(1.0, ge=0)
+    sparse: bool = False
+    lambd: float = Field(0.0, ge=0)
+    free_bits: float = Field(0.0, ge=0)
+    data_range: float | None = Field(None, gt=0, description="SSIM data range; from the data when omitted")
+    kl_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+
+class OptimizerConfig(Strict):
+    name: str = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from vaelab.optim import OPTIMIZERS
+
+        OPTIMIZERS.entry(v)
+        return v
+
+
+class SchedulerConfig(Strict):
+    name: str = "constant"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from vaelab.optim import LR_SCHEDULERS
+
+        LR_SCHEDULERS.entry(v)
+        return v
+
+
+class EarlyStoppingConfig(Strict):
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the weights, e.g. 0.999")
+    early_stopping: EarlyStoppingConfig | None = None
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"
+    progress: bool = True
+    figures: bool = True
+
+
+class Config(Strict):
+    name: str = "vae"
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(preset="examples-mlp"))
+    data: DataConfig = Field(default_factory=DataConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections (model, data, loss, train), got {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.key=value` in place; the value is parsed as YAML (so `false`, `[1, 2]`, `3e-4` work)."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected dotted.key=value, e.g. train.lr=3e-4")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(ch in value for ch in "eE.") and value.strip() not in ("", ".") else value
+        except ValueError:
+            pass
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = node[_list_index(part, node, where)]
+            continue
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: {where} is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(last, node, key)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(part: str, node: list, where: str) -> int:
+    try:
+        i = int(part)
+    except ValueError:
+        raise ConfigError(f"--set {where}: a list index must be an integer") from None
+    if not -len(node) <= i < len(node):
+        raise ConfigError(f"--set {where}: index {i} is out of range (the list has {len(node)} items)")
+    return i
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith("function-") or str(part) in ("str", "dict[str,any]"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys of the section that holds the unknown key at `loc`."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        ann = fields[part].annotation
+        current = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel] = None) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = _dotted(loc) or "config"
+        if e["type"] == "extra_forbidden":
+            valid = _field_names(model or Config, loc)
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+            lines.append(f"{where}: unknown key{hint} Valid keys here: {', '.join(valid)}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg}" if not msg.startswith(where) else msg)
+    return "; ".join(lines)
+
+
+def load_config(source: str | Path | Mapping[str, Any] | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a validated Config from a YAML path, a mapping or the defaults, then `dotted.key=value` overrides."""
+    if source is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        raw = copy.deepcopy(dict(source))
+    else:
+        raw = read_yaml(source)
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None

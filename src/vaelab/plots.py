@@ -1,0 +1,133 @@
+"""Figures of a run: loss curves, reconstruction grid, samples. Headless (Agg), written atomically."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vaelab.checkpoint import atomic_write_bytes
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _plt().close(fig)
+    atomic_write_bytes(Path(path), lambda f: f.write(buf.getvalue()))
+
+
+def is_image_shape(shape: Sequence[int]) -> bool:
+    return len(shape) == 3 and shape[0] in (1, 3)
+
+
+def to_display(x: torch.Tensor, value_range: tuple[float, float]) -> np.ndarray:
+    """(N, C, H, W) in value_range -> float array in [0, 1]."""
+    lo, hi = value_range
+    x = (x.detach().float().cpu() - lo) / max(hi - lo, 1e-12)
+    return x.clamp(0, 1).numpy()
+
+
+def make_grid(images: np.ndarray, nrow: int, pad: int = 1) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> (rows*(H+pad)+pad, nrow*(W+pad)+pad, C) with a white border."""
+    n, c, h, w = images.shape
+    rows = max(1, math.ceil(n / nrow))
+    grid = np.ones((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = images[i].transpose(1, 2, 0)
+    return grid
+
+
+def save_grid(images: np.ndarray, nrow: int, path: Path, *, title: str | None = None, row_labels: Sequence[str] | None = None) -> None:
+    plt = _plt()
+    grid = make_grid(images, nrow)
+    h, w = grid.shape[:2]
+    scale = 6.0 / max(w, 1)
+    fig, ax = plt.subplots(figsize=(max(2.0, w * scale * 1.15), max(1.5, h * scale)))
+    ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels:
+        cell = images.shape[2] + 1
+        ax.set_yticks([1 + cell * i + cell / 2 for i in range(len(row_labels))], list(row_labels))
+    else:
+        ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    save_figure(fig, path)
+
+
+def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss") -> None:
+    plt = _plt()
+    epochs = [h["epoch"] for h in history]
+    keys = [("loss", "total"), ("recon", "reconstruction"), ("kl", "KL")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, (key, label) in zip(axes, keys):
+        for split, style in (("train", "-"), ("val", "--")):
+            ys = [h.get(f"{split}_{key}") for h in history]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, ys, style, marker="." if len(epochs) < 30 else None, label=split)
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def scatter_points(real: np.ndarray, fake: np.ndarray, path: Path, title: str) -> None:
+    """First two dimensions of real and generated vectors side by side."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+    for ax, data, name in ((axes[0], real, "data"), (axes[1], fake, "generated")):
+        ax.scatter(data[:, 0], data[:, 1] if data.shape[1] > 1 else np.zeros(len(data)), s=3, alpha=0.6)
+        ax.set_title(name)
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+@torch.no_grad()
+def write_run_figures(run_dir: Path, model, bundle, history: list[dict[str, Any]], seed: int) -> None:
+    """loss_curve.png, reconstructions.png (originals and reconstructions in alternating rows) and samples.png."""
+    run_dir = Path(run_dir)
+    if history:
+        loss_curves(history, run_dir / "loss_curve.png")
+    model.eval()
+    device = next(model.parameters()).device
+    split = bundle.val if len(bundle.val) else bundle.train
+    gen = torch.Generator().manual_seed(seed)
+    shape, vr = tuple(bundle.shape), tuple(bundle.value_range)
+    if is_image_shape(shape):
+        x, y = split.take(min(32, len(split)))
+        c = model.condition_vector(y.to(device) if y is not None else None) if model.conditional else None
+        recon = model(x.to(device), c, sample=False).x_hat
+        nrow = 8
+        rows = []
+        for start in range(0, x.shape[0], nrow):
+            rows += [x[start:start + nrow], recon[start:start + nrow].cpu()]
+        save_grid(to_display(torch.cat(rows), vr), nrow, run_dir / "reconstructions.png", title="originals / reconstructions")
+        if model.conditional and model.condition_kind == "label":
+            k = model.condition_width
+            labels = torch.arange(k).repeat_interleave(8)
+            samples = model.sample(len(labels), model.condition_vector(labels.to(device)), generator=gen)
+            save_grid(to_display(samples, vr), 8, run_dir / "samples.png", title="samples, one row per label",
+                      row_labels=[str(i) for i in range(k)])
+        elif not model.conditional:
+            samples = model.sample(64, generator=gen)
+            save_grid(to_display(samples, vr), 8, run_dir / "samples.png", title="samples from the prior")
+    elif len(shape) == 1 and not model.conditional:
+        x, _ = split.take(min(2000, len(split)))
+        fake = model.sample(x.shape[0], generator=gen).cpu().numpy()
+        scatter_points(x.numpy(), fake, run_dir / "samples.png", "first two dimensions")
+    model.train()

@@ -1,0 +1,107 @@
+"""Run folders: everything a trained model needs to be used again, and nothing outside it.
+
+Layout: config.yaml (resolved config), checkpoint.pt, metrics.jsonl (one line per epoch), figures (*.png).
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from vaelab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
+from vaelab.config import Config, load_config
+from vaelab.errors import CheckpointError
+
+CONFIG_NAME = "config.yaml"
+METRICS_NAME = "metrics.jsonl"
+
+
+def default_run_dir(cfg: Config, root: Path = Path("runs")) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.name).strip("-") or "vae"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{slug}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{slug}-{stamp}-{n}"
+    return path
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    atomic_write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
+
+
+def read_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config:
+    p = Path(run_dir) / CONFIG_NAME
+    if not p.is_file():
+        raise CheckpointError(f"{run_dir} has no {CONFIG_NAME}: it is not a vaelab run folder")
+    return load_config(p, overrides)
+
+
+def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite the whole log (used on resume, so it always agrees with the checkpoint)."""
+    atomic_write_text(Path(run_dir) / METRICS_NAME, "".join(json.dumps(h) + "\n" for h in history))
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    with open(Path(run_dir) / METRICS_NAME, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    p = Path(run_dir) / METRICS_NAME
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Run:
+    """A trained model with what it was trained on; see `load_run`."""
+
+    path: Path
+    config: Config
+    model: torch.nn.Module
+    checkpoint: dict[str, Any]
+    data_meta: dict[str, Any]
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.checkpoint.get("history", []))
+
+
+def load_run(path: str | Path, *, device: str | torch.device = "cpu", use_ema: bool = True) -> Run:
+    """Rebuild the model of a run folder (or a checkpoint file) and load its weights; EMA weights when present."""
+    from vaelab.architecture import build_model
+
+    p = Path(path)
+    ckpt = load_checkpoint(p, map_location=device)
+    cfg = Config.model_validate(ckpt["config"])
+    meta = ckpt.get("data_meta") or {}
+    model = build_model(
+        cfg.model, meta.get("shape"), num_classes=meta.get("num_classes"), cond_dim=meta.get("cond_dim"),
+        value_range=tuple(meta["value_range"]) if meta.get("value_range") else None,
+    )
+    state = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
+    state = {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt['path']}: weights do not fit the architecture in its config: {str(e).splitlines()[0]}") from None
+    model.to(device).eval()
+    run_dir = p if p.is_dir() else p.parent
+    return Run(run_dir, cfg, model, ckpt, meta)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+__all__ = ["Run", "load_run", "default_run_dir", "read_run_config", "write_config", "write_metrics", "append_metrics",
+           "read_metrics", "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_NAME"]
