@@ -19,6 +19,14 @@ from vaelab.errors import ConfigError
 LayerItem = str | dict[str, Any]
 
 
+def _lookup(registry: Any, name: str) -> None:
+    """A registry miss as a validation error, so the message carries the dotted field."""
+    try:
+        registry.entry(name)
+    except KeyError as e:
+        raise ValueError(str(e)) from None
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -61,7 +69,7 @@ class ModelConfig(Strict):
         if self.preset is not None:
             if self.encoder is not None or self.decoder is not None or self.heads is not None:
                 raise ValueError("give either model.preset or model.encoder/model.decoder, not both")
-            PRESETS.entry(self.preset)  # raises with close names
+            _lookup(PRESETS, self.preset)
         else:
             if self.encoder is None or self.decoder is None:
                 missing = "model.encoder" if self.encoder is None else "model.decoder"
@@ -119,7 +127,7 @@ class OptimizerConfig(Strict):
     def _known(cls, v: str) -> str:
         from vaelab.optim import OPTIMIZERS
 
-        OPTIMIZERS.entry(v)
+        _lookup(OPTIMIZERS, v)
         return v
 
 
@@ -132,7 +140,7 @@ class SchedulerConfig(Strict):
     def _known(cls, v: str) -> str:
         from vaelab.optim import LR_SCHEDULERS
 
-        LR_SCHEDULERS.entry(v)
+        _lookup(LR_SCHEDULERS, v)
         return v
 
 
