@@ -1,0 +1,44 @@
+"""Seed 001's attention block (`VAE_AttentionBlock`), fixed: its GroupNorm is applied and it is not causal."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from vaelab.dsl import Param
+from vaelab.errors import ModelError
+from vaelab.layers.checks import positive
+from vaelab.layers.norm import block_group_norm
+from vaelab.registry import Registry
+
+
+class SpatialSelfAttention(nn.Module):
+    """Single-head self-attention over all spatial positions of a (B, C, *S) map, plus the input (residual).
+
+    Seed 001 built the GroupNorm but never applied it and masked image positions causally; here every
+    position attends to every other one.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        positive(c=channels)
+        self.norm = block_group_norm(channels)
+        self.in_proj = nn.Linear(channels, 3 * channels)
+        self.out_proj = nn.Linear(channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, *S)
+        if x.dim() < 3:
+            raise ModelError(f"VAEA expects (B, C, *spatial) input, got shape {tuple(x.shape)}")
+        b, c, *spatial = x.shape
+        h = self.norm(x).flatten(2).transpose(1, 2)  # (B, N, C), N = prod(S)
+        q, k, v = self.in_proj(h).chunk(3, dim=-1)  # each (B, N, C)
+        h = F.scaled_dot_product_attention(q, k, v)  # no mask; scale 1/sqrt(C)
+        h = self.out_proj(h).transpose(1, 2).reshape(b, c, *spatial)
+        return x + h
+
+
+def register(reg: Registry) -> None:
+    reg.register(
+        "VAEA", SpatialSelfAttention, params=(Param("c"),),
+        doc="seed 001 attention block: GroupNorm, single-head non-causal self-attention, residual (any rank)",
+        example=("VAEA_8", (8, 4, 4)), dims=None,
+    )
