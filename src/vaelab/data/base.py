@@ -1,0 +1,209 @@
+"""The data contract: in-memory arrays, a loader's Source, the Split interface, the DATASETS registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vaelab.errors import ConfigError, DataError
+from vaelab.registry import Registry, UnknownNameError
+
+Batch = tuple[torch.Tensor, torch.Tensor | None]
+Scale = Literal["01", "pm1"]
+
+
+class Options(BaseModel):
+    """Base for every dataset's options model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageOptions(Options):
+    scale: Scale = Field("01", description="pixel range: '01' -> [0,1], 'pm1' -> [-1,1]")
+
+
+def scale_range(scale: Scale) -> tuple[float, float]:
+    return (0.0, 1.0) if scale == "01" else (-1.0, 1.0)
+
+
+def rescale01(x: torch.Tensor, scale: Scale) -> torch.Tensor:
+    """Map data in [0,1] to the range `scale` names."""
+    return x if scale == "01" else x.mul(2.0).sub(1.0)
+
+
+@dataclass
+class ArrayData:
+    """Samples held in memory. x: (N, *shape) float32; y: (N,) int64, (N, K) float32 or None."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.float32:
+            self.x = self.x.float()
+        if self.y is not None:
+            if len(self.y) != len(self.x):
+                raise DataError(f"{len(self.x)} samples but {len(self.y)} labels")
+            if self.y.is_floating_point():
+                self.y = self.y.float()
+            else:
+                self.y = self.y.long()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def subset(self, index: torch.Tensor) -> "ArrayData":
+        return ArrayData(self.x[index], None if self.y is None else self.y[index])
+
+    def head(self, n: int) -> "ArrayData":
+        return ArrayData(self.x[:n], None if self.y is None else self.y[:n])
+
+    def labels(self) -> torch.Tensor | None:
+        return self.y
+
+    def to_split(self) -> "ArraySplit":
+        return ArraySplit(self)
+
+
+@runtime_checkable
+class Split(Protocol):
+    """What training and evaluation iterate over; in memory or streamed."""
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None, drop_last: bool = False
+    ) -> Iterator[Batch]: ...
+
+    def take(self, n: int) -> Batch: ...
+
+
+def batch_order(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool):
+    """Index chunks for one epoch: a randperm (or arange) cut into batches."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+class ArraySplit:
+    """A Split over in-memory tensors: each batch is one index gather, no per-item Python."""
+
+    def __init__(self, data: ArrayData):
+        self.data = data
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.data.x
+
+    @property
+    def y(self) -> torch.Tensor | None:
+        return self.data.y
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def labels(self) -> torch.Tensor | None:
+        return self.data.y
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None, drop_last: bool = False
+    ) -> Iterator[Batch]:
+        x, y = self.data.x, self.data.y
+        for idx in batch_order(len(x), batch_size, shuffle, generator, drop_last):
+            yield x[idx], (None if y is None else y[idx])
+
+    def take(self, n: int) -> Batch:
+        y = self.data.y
+        return self.data.x[:n], (None if y is None else y[:n])
+
+    def __repr__(self) -> str:
+        return f"ArraySplit(n={len(self)}, shape={self.shape})"
+
+
+@dataclass
+class Source:
+    """What a loader returns. Split keys: "train"/"test" (native) or "all"."""
+
+    splits: dict[str, Any]  # ArrayData, or another object with __len__/subset/head/to_split (streamed images)
+    value_range: tuple[float, float]
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return next(iter(self.splits.values())).shape
+
+
+@dataclass
+class DataBundle:
+    """Seeded train/val/test splits plus what a model needs to know about the data."""
+
+    train: Split
+    val: Split | None
+    test: Split | None
+    shape: tuple[int, ...]  # per sample, no batch dim
+    value_range: tuple[float, float]
+    num_classes: int | None
+    name: str
+    class_names: list[str] | None = field(default=None)
+
+    def splits(self) -> dict[str, Split]:
+        return {k: s for k, s in (("train", self.train), ("val", self.val), ("test", self.test)) if s is not None}
+
+
+Loader = Callable[[Path | None, BaseModel], Source]
+DATASETS: Registry[Loader] = Registry("dataset")
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def dataset_options(name: str, raw: dict | BaseModel | None) -> BaseModel:
+    """Validate `raw` against the options model of dataset `name`; errors name `data.options.<key>`."""
+    try:
+        entry = DATASETS.entry(name)
+    except UnknownNameError as e:
+        raise ConfigError(f"data.name: {e}") from None
+    model: type[BaseModel] = entry.meta.get("options", Options)
+    if isinstance(raw, model):
+        return raw
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump(exclude_unset=True)
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as e:
+        valid = list(model.model_fields)
+        lines = []
+        for err in e.errors():
+            key = f"data.options.{_loc(err['loc'])}"
+            if err["type"] == "extra_forbidden":
+                bad = str(err["loc"][0])
+                hint = UnknownNameError(f"{name} option", bad, valid).args[0]
+                lines.append(f"{key}: {hint}" if valid else f"{key}: dataset {name!r} takes no options")
+            else:
+                lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("; ".join(lines)) from None
+
+
+def require_path(path: Path | None, name: str, what: str) -> Path:
+    """The dataset's path, or a DataError saying what it should point to."""
+    if path is None:
+        raise DataError(f"data.path is required for dataset {name!r}: give {what}")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: does not exist (dataset {name!r} expects {what})")
+    return path

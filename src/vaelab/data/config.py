@@ -1,0 +1,114 @@
+"""DataConfig and the seeded split: native test stays test, val is carved out of train."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vaelab.data.base import DATASETS, ArraySplit, DataBundle, dataset_options
+from vaelab.errors import ConfigError, DataError
+from vaelab.registry import UnknownNameError
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("digits", description="dataset name (see `vaelab data list`)")
+    path: Path | None = Field(None, description="file or folder the dataset reads")
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="held out for validation: a share of native train, else of the whole"
+    )
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="held out for test when there is no native test split")
+    split_seed: int | None = Field(None, description="seed of the split; defaults to the run seed")
+    limit: int | None = Field(None, ge=1, description="keep the first N of each native split (quick runs)")
+    options: dict[str, Any] = Field(default_factory=dict, description="dataset options, checked by its options model")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ConfigError(f"data.name: {UnknownNameError('dataset', v, DATASETS.names())}")
+        return DATASETS.entry(v).name
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataConfig":
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("data.val_fraction + data.test_fraction must be < 1 so some data is left to train on")
+        dataset_options(self.name, self.options)  # raises ConfigError naming data.options.<key>
+        return self
+
+
+def _count(n: int, fraction: float) -> int:
+    return 0 if fraction <= 0 or n == 0 else max(1, round(n * fraction))
+
+
+def _carve(data, k: int, g: torch.Generator, what: str, name: str):
+    """(rest, held_out or None): `k` seeded random samples of `data` held out, both kept in original order."""
+    n = len(data)
+    if k and n - k < 1:
+        raise DataError(f"dataset {name!r} has {n} samples, too few to hold out {k} for {what}")
+    perm = torch.randperm(n, generator=g)
+    held = data.subset(perm[:k].sort().values) if k else None
+    return data.subset(perm[k:].sort().values), held
+
+
+def load_data(cfg: DataConfig, seed: int) -> DataBundle:
+    """Load `cfg.name` and split it reproducibly with `cfg.split_seed` (or `seed`)."""
+    opts = dataset_options(cfg.name, cfg.options)
+    source = DATASETS.get(cfg.name)(cfg.path, opts)
+    splits = dict(source.splits)
+    if cfg.limit is not None:
+        splits = {k: v.head(cfg.limit) for k, v in splits.items()}
+    g = torch.Generator().manual_seed(cfg.split_seed if cfg.split_seed is not None else seed)
+    if "train" in splits and "test" in splits:
+        pool, test = splits["train"], splits["test"]
+        n_val = _count(len(pool), cfg.val_fraction)  # val is a share of native train
+    else:  # "all", or a lone native split: carve test out of it
+        if len(splits) != 1:
+            raise DataError(f"dataset {cfg.name!r} returned splits {sorted(splits)}; expected train+test or one split")
+        whole = next(iter(splits.values()))
+        n = len(whole)  # fractions are of the whole: 0.1/0.1 of 1000 -> 800/100/100
+        pool, test = _carve(whole, _count(n, cfg.test_fraction), g, "test", cfg.name)
+        n_val = _count(n, cfg.val_fraction)
+    train, val = _carve(pool, n_val, g, "validation", cfg.name)
+    return DataBundle(
+        train=train.to_split(),
+        val=None if val is None else val.to_split(),
+        test=None if test is None or len(test) == 0 else test.to_split(),
+        shape=tuple(source.shape),
+        value_range=(float(source.value_range[0]), float(source.value_range[1])),
+        num_classes=source.num_classes,
+        name=cfg.name,
+        class_names=source.class_names,
+    )
+
+
+def _label_counts(y: torch.Tensor | None, names: list[str] | None) -> dict[str, int] | None:
+    if y is None or y.is_floating_point() or y.ndim != 1:
+        return None
+    ids, counts = torch.unique(y, return_counts=True)
+    key = (lambda i: names[i] if names and 0 <= i < len(names) else str(i))
+    return {key(int(i)): int(c) for i, c in zip(ids, counts)}
+
+
+def describe(bundle: DataBundle) -> dict[str, Any]:
+    """Sizes, shape, dtype, value range and label counts per split (for `vaelab data describe`)."""
+    out: dict[str, Any] = {
+        "name": bundle.name,
+        "shape": list(bundle.shape),
+        "dtype": "float32",
+        "value_range": list(bundle.value_range),
+        "num_classes": bundle.num_classes,
+        "class_names": bundle.class_names,
+        "splits": {},
+    }
+    for key, split in bundle.splits().items():
+        labels = split.labels() if hasattr(split, "labels") else None
+        info: dict[str, Any] = {"size": len(split), "label_counts": _label_counts(labels, bundle.class_names)}
+        if isinstance(split, ArraySplit) and len(split):
+            info["observed_min"], info["observed_max"] = float(split.x.min()), float(split.x.max())
+        out["splits"][key] = info
+    return out
+
