@@ -1,0 +1,1 @@
+"""Using a trained model: reconstruct, encode/decode, sample, interpolate, evaluate, OOD scores, report."""
