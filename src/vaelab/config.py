@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vaelab.data.config import DataConfig
 from vaelab.errors import ConfigError
+from vaelab.hardware.qconfig import QuantizeConfig
 
 LayerItem = str | dict[str, Any]
 
@@ -60,6 +61,7 @@ class ModelConfig(Strict):
     latent_scale: float = Field(1.0, gt=0, description="seed 001's latent scale factor (0.18215 in Stable Diffusion)")
     output_activation: Literal["auto", "sigmoid", "tanh", "identity"] = "auto"
     condition: ConditionConfig | None = None
+    quantize: QuantizeConfig | None = Field(None, description="latent quantization and fake-quantized layers")
 
     @model_validator(mode="after")
     def _layers_parse(self) -> "ModelConfig":
@@ -151,7 +153,7 @@ class EarlyStoppingConfig(Strict):
 
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
+    batch_size: int | Literal["auto"] = Field(128, description="samples per batch, or auto: the largest that fits (vaelab memory)")
     eval_batch_size: int | None = Field(None, ge=1)
     lr: float = Field(1e-3, gt=0)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -164,6 +166,14 @@ class TrainConfig(Strict):
     device: str = "auto"
     progress: bool = True
     figures: bool = True
+    compile: bool = Field(False, description="torch.compile the model; compile time is reported apart from the speed")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_positive(cls, v: int | str) -> int | str:
+        if v != "auto" and v < 1:
+            raise ValueError(f"train.batch_size must be >= 1 or auto, got {v}")
+        return v
 
 
 class Config(Strict):

@@ -1,0 +1,1 @@
+"""Fitting the hardware: measured max batch size, quantization, distributed training, torch.compile."""
