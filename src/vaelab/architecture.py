@@ -198,11 +198,18 @@ def build_model(
         raise ModelError(f"model.decoder outputs {tuple(out.shape[1:])} per sample but the data is {shape}: "
                          "the decoder must end at the input shape")
     activation = pick_output_activation(cfg, value_range, lists.decoder)
+    from vaelab.hardware.quantize import apply_layer_quantization, build_latent_quantizer
+
+    sections = {"encoder": (encoder, enc_origin), "decoder": (decoder, dec_origin)}
+    if heads is not None:
+        sections.update({"heads.mu": heads[0], "heads.logvar": heads[1]})
+    apply_layer_quantization({k: v[0] for k, v in sections.items()}, {k: v[1] for k, v in sections.items()}, cfg.quantize)
     model = VAE(
         encoder, decoder, latent_shape=latent, input_shape=shape,
         heads=(heads[0][0], heads[1][0]) if heads else None,
         latent_scale=cfg.latent_scale, output_activation=activation,
         condition_kind=kind, condition_width=width or None, condition_after=cond_after,
+        latent_quantizer=build_latent_quantizer(cfg.quantize.latent if cfg.quantize else None),
     )
     model.train()
     return model

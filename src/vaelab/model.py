@@ -50,6 +50,7 @@ class VAE(nn.Module):
         condition_kind: str | None = None,
         condition_width: int | None = None,
         condition_after: int = 0,
+        latent_quantizer: nn.Module | None = None,
     ):
         super().__init__()
         self.encoder = encoder
@@ -63,6 +64,7 @@ class VAE(nn.Module):
         self.condition_kind = condition_kind
         self.condition_width = condition_width
         self.condition_after = condition_after  # encoder layers (leading Flatten) before the condition joins
+        self.latent_quantizer = latent_quantizer  # vaelab.hardware.quantize: applied to every latent the decoder sees
 
     # ----------------------------------------------------------------- condition
     @property
@@ -100,7 +102,7 @@ class VAE(nn.Module):
     # ------------------------------------------------------------------- decoder
     def decode_logits(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder output before the output activation, for a latent in scaled units."""
-        return self.decoder(inject_condition(z / self.latent_scale, c))
+        return self.decoder(inject_condition(self.quantize_latent(z / self.latent_scale), c))
 
     def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return self._activate(self.decode_logits(z, c))
@@ -111,7 +113,7 @@ class VAE(nn.Module):
     # ------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, *, sample: bool = True) -> VAEOutput:
         posterior = self.encode(x, c)
-        z = posterior.sample() if sample else posterior.mode()  # decoder units
+        z = self.quantize_latent(posterior.sample() if sample else posterior.mode())  # decoder units
         logits = self.decoder(inject_condition(z, c))
         return VAEOutput(logits, self._activate(logits), posterior, z * self.latent_scale)
 
@@ -127,7 +129,19 @@ class VAE(nn.Module):
         """Decode n draws from the prior N(0, T^2 I), in the decoder's units (never divided by the scale)."""
         p = next(self.parameters())
         z = torch.randn((n, *self.latent_shape), generator=generator, device=p.device, dtype=p.dtype) * temperature
-        return self._activate(self.decoder(inject_condition(z, c)))
+        return self._activate(self.decoder(inject_condition(self.quantize_latent(z), c)))
+
+    # -------------------------------------------------------------- quantization
+    def quantize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent quantizer (model.quantize.latent) on decoder-unit z; identity without one."""
+        return z if self.latent_quantizer is None else self.latent_quantizer(z)
+
+    @torch.no_grad()
+    def encode_integers(self, x: torch.Tensor, c: torch.Tensor | None = None):
+        """Posterior means as integer codes with scale and offset (decoder units); needs a latent quantizer."""
+        if self.latent_quantizer is None:
+            raise ValueError("this model has no latent quantizer: set model.quantize.latent to export integer latents")
+        return self.latent_quantizer.to_integers(self.encode(x, c).mean)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
