@@ -1,0 +1,312 @@
+"""A search space in YAML: genes (int ranges, floats, choices), a template that turns genes into an ordinary
+vaelab config, the objectives and the NSGA-II settings.
+
+A gene set becomes a normal `Config` (layer strings, no preset), so every trial's run folder is an ordinary
+run that `vaelab evaluate` and friends can read. The input size comes from the data.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vaelab.config import apply_override, format_validation_error, read_yaml
+from vaelab.data.config import DataConfig
+from vaelab.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IntGene(Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, ge=1)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> "IntGene":
+        _check_range(self.low, self.high, self.log)
+        if self.log and self.step != 1:
+            raise ValueError("an int gene with log: true must have step 1")
+        return self
+
+
+class FloatGene(Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> "FloatGene":
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class ChoiceGene(Strict):
+    type: Literal["choice"]
+    choices: list[Any] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "ChoiceGene":
+        if len({json.dumps(c, sort_keys=True) for c in self.choices}) != len(self.choices):
+            raise ValueError(f"choices {self.choices} repeat a value; list each option once")
+        return self
+
+
+def _check_range(low: float, high: float, log: bool) -> None:
+    if low > high:
+        raise ValueError(f"inverted range: low {low} > high {high}; swap them")
+    if low == high:
+        raise ValueError(f"empty range: low == high == {low}; widen it, or fix the value in the template instead of a gene")
+    if log and low <= 0:
+        raise ValueError(f"log: true needs low > 0, got low {low}")
+
+
+Gene = Annotated[Union[IntGene, FloatGene, ChoiceGene], Field(discriminator="type")]
+
+
+class Template(Strict):
+    """How genes become a model. Values are literals or `$gene` references.
+
+    mlp:  hidden widths (list; `depth` keeps the first `depth` of them), latent, activation.
+    conv: channels per stride-2 conv (list; `depth` as above), kernel (even, >= 4), latent, activation.
+    `set` maps other dotted config keys (`train.lr`, `loss.kl_weight`, ...) to literals or `$gene`.
+    """
+
+    family: Literal["mlp", "conv"] = "mlp"
+    latent: Any = 8
+    hidden: list[Any] = Field(default_factory=lambda: [64])
+    channels: list[Any] = Field(default_factory=lambda: [16, 32])
+    kernel: Any = 4
+    depth: Any = None
+    activation: Any = "ReLU"
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectiveSpec(BaseModel):
+    """One objective: `name` from the OBJECTIVES registry, optional direction/label, the rest are its options."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    direction: Literal["minimize", "maximize"] | None = None
+    label: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SurrogateSpec(Strict):
+    enabled: bool = True
+    model: str = "random_forest"
+    keep_fraction: float = Field(0.5, gt=0, le=1, description="share of the candidates trained (seed 000's N//2 is 0.5)")
+    min_trials: int | None = Field(None, ge=2, description="finished trials before the surrogate is used; default population")
+
+
+class PrunerSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = "none"
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SearchSettings(Strict):
+    population: int = Field(8, ge=2)
+    trials: int = Field(32, ge=1, description="trained models in all (default budget of `vaelab search`)")
+    seed: int = 0
+    sampler: Literal["nsga2", "random"] = "nsga2"
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    mutation_prob: float | None = Field(None, ge=0, le=1)
+    surrogate: SurrogateSpec = Field(default_factory=SurrogateSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+
+
+class SearchSpace(Strict):
+    name: str = "search"
+    data: DataConfig = Field(default_factory=DataConfig)
+    genes: dict[str, Gene]
+    template: Template = Field(default_factory=Template)
+    base: dict[str, Any] = Field(default_factory=dict, description="loss/train/seed sections of every trial's config")
+    objectives: list[ObjectiveSpec] = Field(min_length=2)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+
+    @model_validator(mode="after")
+    def _refs(self) -> "SearchSpace":
+        if not self.genes:
+            raise ValueError("genes is empty: give at least one gene, e.g. latent_dim: {type: int, low: 3, high: 10}")
+        for where, value in _template_values(self.template):
+            if isinstance(value, str) and value.startswith("$") and value[1:] not in self.genes:
+                raise ValueError(f"template.{where} refers to unknown gene {value!r}; genes: {', '.join(self.genes)}")
+        for key in ("model", "data"):
+            if key in self.base:
+                raise ValueError(f"base.{key}: the model comes from the template and the data from `data`; remove base.{key}")
+        from vaelab.search.objectives import OBJECTIVES
+
+        for i, o in enumerate(self.objectives):
+            if o.name not in OBJECTIVES:
+                raise ValueError(f"objectives[{i}]: {OBJECTIVES.entry(o.name)}")  # raises UnknownNameError with hints
+        labels = [objective_label(o) for o in self.objectives]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"objectives have repeated labels {labels}; give each a distinct `label`")
+        return self
+
+    # ------------------------------------------------------------------ genes -> config
+    def directions(self) -> list[str]:
+        from vaelab.search.objectives import OBJECTIVES
+
+        return [o.direction or OBJECTIVES.entry(o.name).meta["direction"] for o in self.objectives]
+
+    def labels(self) -> list[str]:
+        return [objective_label(o) for o in self.objectives]
+
+    def trial_config(self, genes: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, Any]:
+        """The raw config dict (validate with `load_config`) for one gene set on data of `input_shape`."""
+        t = self.template
+        value = lambda v: _resolve(v, genes)  # noqa: E731
+        fill = {"mlp": _mlp_layers, "conv": _conv_layers}[t.family]
+        model = fill(t, value, tuple(input_shape))
+        raw = copy.deepcopy(self.base)
+        raw.setdefault("name", self.name)
+        raw["model"] = model
+        raw["data"] = self.data.model_dump(mode="json")
+        for key, v in t.set.items():
+            apply_override(raw, f"{key}={json.dumps(value(v))}")
+        return raw
+
+    def fingerprint(self) -> str:
+        """Hash of everything that makes trials comparable (not the budget, seed or worker settings)."""
+        keep = self.model_dump(mode="json", include={"data", "genes", "template", "base", "objectives"})
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def objective_label(o: ObjectiveSpec) -> str:
+    """CSV column name: seed 000's `loss` and `OOD` for the likelihood and OOD objectives."""
+    return o.label or {"neg_elbo": "loss", "ood": "OOD"}.get(o.name, o.name)
+
+
+def _template_values(t: Template):
+    for k in ("latent", "kernel", "depth", "activation"):
+        yield k, getattr(t, k)
+    for k in ("hidden", "channels"):
+        for i, v in enumerate(getattr(t, k)):
+            yield f"{k}[{i}]", v
+    for k, v in t.set.items():
+        yield f"set.{k}", v
+
+
+def _resolve(v: Any, genes: dict[str, Any]) -> Any:
+    return genes[v[1:]] if isinstance(v, str) and v.startswith("$") else v
+
+
+def _positive_int(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 1:
+        raise ConfigError(f"template.{where} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _widths(t: Template, value, key: str) -> list[int]:
+    items = [_positive_int(value(v), f"{key}[{i}]") for i, v in enumerate(getattr(t, key))]
+    if t.depth is not None:
+        depth = _positive_int(value(t.depth), "depth")
+        if depth > len(items):
+            raise ConfigError(f"template.depth {depth} exceeds the {len(items)} entries of template.{key}; list more widths")
+        items = items[:depth]
+    return items
+
+
+def _mlp_layers(t: Template, value, shape: tuple[int, ...]) -> dict[str, Any]:
+    from vaelab.presets import mlp
+
+    latent = _positive_int(value(t.latent), "latent")
+    return mlp(shape, 0, hidden=_widths(t, value, "hidden"), latent=latent, activation=str(value(t.activation)))
+
+
+def _conv_layers(t: Template, value, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Stride-2 convs (kernel k, padding k/2-1: exact halving) down, transposed convs back up."""
+    if len(shape) != 3:
+        raise ConfigError(f"template.family conv needs image data (C, H, W); this data is {shape} per sample: use family mlp")
+    k = _positive_int(value(t.kernel), "kernel")
+    if k < 4 or k % 2:
+        raise ConfigError(f"template.kernel must be even and >= 4 so a stride-2 conv halves exactly, got {k}")
+    latent = _positive_int(value(t.latent), "latent")
+    act, pad = str(value(t.activation)), k // 2 - 1
+    chans = _widths(t, value, "channels")
+    c, h, w = shape
+    enc, prev = [], c
+    for ch in chans:
+        enc += [f"C2d_{prev}_{ch}_{k}_2_{pad}", act]
+        prev, h, w = ch, h // 2, w // 2
+    # too many halvings gives a zero-sized map: the builder's shape check fails and the trial is marked failed
+    flat = prev * h * w
+    enc.append("Flatten")
+    dec = [f"Linear_{latent}_{max(flat, 1)}", act, f"Unflatten_{prev}_{max(h, 1)}_{max(w, 1)}"]
+    for i, ch in enumerate([*reversed(chans[:-1]), c]):
+        dec += [f"CT2d_{prev}_{ch}_{k}_2_{pad}"]
+        prev = ch
+        if i < len(chans) - 1:
+            dec.append(act)
+    head = [f"Linear_{flat}_{latent}"]
+    return {"encoder": enc, "heads": {"mu": head, "logvar": list(head)}, "decoder": dec}
+
+
+def load_space(source: str | Path | dict[str, Any]) -> SearchSpace:
+    """Read and validate a search-space YAML (or mapping); errors name the dotted field."""
+    raw = copy.deepcopy(source) if isinstance(source, dict) else read_yaml(source)
+    try:
+        return SearchSpace.model_validate(raw)
+    except ValidationError as e:
+        where = f"{source}: " if not isinstance(source, dict) else ""
+        raise ConfigError(where + format_validation_error(e, SearchSpace)) from None
+
+
+def space_to_yaml(space: SearchSpace) -> str:
+    return yaml.safe_dump(space.model_dump(mode="json"), sort_keys=False)
+
+
+def suggest(trial, space: SearchSpace) -> dict[str, Any]:
+    """Draw one gene set through an Optuna trial (the sampler decides the values)."""
+    out = {}
+    for name, g in space.genes.items():
+        if isinstance(g, IntGene):
+            out[name] = trial.suggest_int(name, g.low, g.high, step=g.step, log=g.log)
+        elif isinstance(g, FloatGene):
+            out[name] = trial.suggest_float(name, g.low, g.high, log=g.log)
+        else:
+            out[name] = trial.suggest_categorical(name, g.choices)
+    return out
+
+
+def distributions(space: SearchSpace) -> dict[str, Any]:
+    import optuna
+
+    d = {}
+    for name, g in space.genes.items():
+        if isinstance(g, IntGene):
+            d[name] = optuna.distributions.IntDistribution(g.low, g.high, step=g.step, log=g.log)
+        elif isinstance(g, FloatGene):
+            d[name] = optuna.distributions.FloatDistribution(g.low, g.high, log=g.log)
+        else:
+            d[name] = optuna.distributions.CategoricalDistribution(g.choices)
+    return d
+
+
+def encode_genes(space: SearchSpace, genes: dict[str, Any]) -> list[float]:
+    """Feature vector for the surrogate: ints/floats as numbers (log genes as logs), choices one-hot."""
+    row: list[float] = []
+    for name, g in space.genes.items():
+        v = genes[name]
+        if isinstance(g, ChoiceGene):
+            row += [1.0 if v == c else 0.0 for c in g.choices]
+        else:
+            row.append(math.log(v) if g.log else float(v))
+    return row
