@@ -153,8 +153,10 @@ class SearchSpace(Strict):
         from vaelab.search.objectives import OBJECTIVES
 
         for i, o in enumerate(self.objectives):
-            if o.name not in OBJECTIVES:
-                raise ValueError(f"objectives[{i}]: {OBJECTIVES.entry(o.name)}")  # raises UnknownNameError with hints
+            try:
+                OBJECTIVES.entry(o.name)
+            except KeyError as e:  # UnknownNameError: as a validation error, so the message names the field
+                raise ValueError(f"objectives[{i}].name: {e}") from None
         labels = [objective_label(o) for o in self.objectives]
         if len(set(labels)) != len(labels):
             raise ValueError(f"objectives have repeated labels {labels}; give each a distinct `label`")
