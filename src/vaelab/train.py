@@ -98,12 +98,20 @@ class Trainer:
     """Fits one model to one data bundle and writes the run folder."""
 
     def __init__(self, cfg: Config, run_dir: Path, bundle: DataBundle, model: VAE, device: torch.device,
-                 on_epoch: EpochCallback | None = None):
+                 on_epoch: EpochCallback | None = None, dist=None):
         self.cfg, self.run_dir, self.bundle, self.device = cfg, Path(run_dir), bundle, device
         tc = cfg.train
         if tc.precision == "fp16" and device.type != "cuda":
             raise ConfigError("train.precision: fp16 needs a CUDA device (CPUs lack fast fp16 and gradient scaling); use bf16 on CPU")
         self.model = model.to(device)
+        self.dist = dist  # vaelab.hardware.distributed.DistContext under torchrun, else None
+        self.is_main = dist is None or dist.is_main
+        self.step_model = model  # what the training forward calls: DDP- and/or torch.compile-wrapped
+        if dist is not None:
+            from vaelab.hardware.distributed import wrap_model
+
+            self.step_model = wrap_model(model, dist, device)
+        self.compile_seconds: float | None = None
         self.loss = LossSetup.from_config(cfg, model, bundle.value_range)
         self.batches_per_epoch = max(1, math.ceil(len(bundle.train) / tc.batch_size))
         self.total_steps = tc.epochs * self.batches_per_epoch
@@ -151,6 +159,8 @@ class Trainer:
         sums = torch.zeros(5, dtype=torch.float64)  # total, recon, kl, ssim, sparse (sample-weighted)
         n_seen, accum = 0, tc.grad_accum
         kl_scale = 0.0
+        if self.dist is not None:  # each rank its own reparameterisation noise, reproducible per epoch (resume)
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.state.epoch * self.dist.world_size + self.dist.rank)
         batches = self.bundle.train.batches(tc.batch_size, shuffle=True, generator=self.data_gen)
         opt.zero_grad(set_to_none=True)
         for i, (x, y) in enumerate(batches):
@@ -158,11 +168,11 @@ class Trainer:
             c = model.condition_vector(y.to(self.device) if y is not None else None) if model.conditional else None
             kl_scale = self.loss.schedule(self.state.global_step, self.total_steps)
             with _autocast(self.device, tc.precision):
-                out = model(x, c)
+                out = self.step_model(x, c)
             terms = self.loss(out, x, kl_scale)
             if not torch.isfinite(terms.total):
                 raise TrainingError(
-                    f"non-finite loss ({float(terms.total)}) at epoch {self.state.epoch + 1}, batch {i + 1} "
+                    f"non-finite loss ({float(terms.total.detach())}) at epoch {self.state.epoch + 1}, batch {i + 1} "
                     f"(global step {self.state.global_step + 1}); the last good checkpoint "
                     f"{self.run_dir / CHECKPOINT_NAME} is intact. Lower train.lr or set train.grad_clip."
                 )
@@ -178,6 +188,9 @@ class Trainer:
             self.state.global_step += 1
             if progress is not None:
                 progress()
+        if self.dist is not None:  # epoch averages over all ranks' samples
+            both = self.dist.all_reduce_sum(torch.cat([sums, torch.tensor([float(n_seen)], dtype=torch.float64)]))
+            sums, n_seen = both[:5], int(both[5])
         avg = (sums / max(n_seen, 1)).tolist()
         out = {"loss": avg[0], "recon": avg[1], "kl": avg[2], "kl_scale": kl_scale}
         if self.loss.weights.ssim:
@@ -233,6 +246,8 @@ class Trainer:
                 train_terms = self._train_epoch(bar.start(f"epoch {s.epoch + 1}/{tc.epochs}"))
                 seconds = time.perf_counter() - t0
                 val_terms = self.evaluate(self.bundle.val) if len(self.bundle.val) else {}
+                if self.dist is not None:  # rank 0's numbers drive the scheduler and early stopping everywhere
+                    val_terms = self.dist.broadcast(val_terms)
                 s.epoch += 1
                 row = {"epoch": s.epoch, "step": s.global_step, "lr": self.optimizer.param_groups[0]["lr"],
                        **{f"train_{k}": v for k, v in train_terms.items()}, **{f"val_{k}": v for k, v in val_terms.items()},
@@ -241,12 +256,15 @@ class Trainer:
                 self._early_stopping(val_terms.get("loss"))
                 if s.stopped_early:
                     row["stopped_early"] = True
+                if self.compile_seconds is not None:
+                    row["compile_seconds"], self.compile_seconds = round(self.compile_seconds, 4), None
                 s.history.append(row)
-                save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_state())
-                append_metrics(self.run_dir, row)
-                _report(row, tc.epochs)
-                if self.on_epoch:
-                    self.on_epoch(row)
+                if self.is_main:  # under torchrun only rank 0 writes
+                    save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_state())
+                    append_metrics(self.run_dir, row)
+                    _report(row, tc.epochs)
+                    if self.on_epoch:
+                        self.on_epoch(row)
         return self.run_dir
 
     def _early_stopping(self, val_loss: float | None) -> None:
@@ -305,6 +323,17 @@ def train(
     on_epoch: EpochCallback | None = None,
 ) -> Path:
     """Train a config into a new run folder, or resume RUN (overrides may change train.*, e.g. train.epochs)."""
+    from vaelab.hardware import distributed
+
+    dist = distributed.from_env(config.train.device if config is not None else "auto")
+    try:
+        return _train(config, out_dir, resume, overrides, bundle, on_epoch, dist)
+    finally:
+        if dist is not None:
+            dist.close()
+
+
+def _train(config, out_dir, resume, overrides, bundle, on_epoch, dist) -> Path:
     ckpt = None
     if resume is not None:
         run_dir = Path(resume)
@@ -320,28 +349,49 @@ def train(
             raise ConfigError("give a config or resume=RUN")
         cfg = config
         run_dir = Path(out_dir) if out_dir is not None else default_run_dir(cfg)
+        if dist is not None:  # the timestamped default name must be rank 0's
+            run_dir = dist.broadcast(run_dir)
         if (run_dir / CHECKPOINT_NAME).exists():
             raise ConfigError(f"--out {run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out")
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.train.device)
+    if dist is not None:
+        from vaelab.hardware.distributed import rank_device
+
+        device = rank_device(dist, device)
     bundle = bundle if bundle is not None else load_data(cfg.data, cfg.seed)
+    if cfg.train.batch_size == "auto":
+        from vaelab.hardware.memory import resolve_auto_batch
+
+        cfg = resolve_auto_batch(cfg, bundle, device, dist)
+    if dist is not None:
+        import dataclasses
+
+        from vaelab.hardware.distributed import ShardedSplit, check_split
+
+        check_split(len(bundle.train), cfg.train.batch_size, dist.world_size)
+        bundle = dataclasses.replace(bundle, train=ShardedSplit(bundle.train, dist.rank, dist.world_size))
     model = build_model(cfg.model, bundle.shape, num_classes=bundle.num_classes, cond_dim=data_meta(bundle)["cond_dim"],
                         value_range=bundle.value_range)
-    trainer = Trainer(cfg, run_dir, bundle, model, device, on_epoch)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, cfg)
+    trainer = Trainer(cfg, run_dir, bundle, model, device, on_epoch, dist=dist)
+    if trainer.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, cfg)
     if ckpt is not None:
         trainer.restore(ckpt)
-        write_metrics(run_dir, trainer.state.history)
-    else:
-        write_metrics(run_dir, [])
+    if trainer.is_main:
+        write_metrics(run_dir, trainer.state.history if ckpt is not None else [])
+    if cfg.train.compile:
+        from vaelab.hardware.compile import compile_and_warm_up
+
+        compile_and_warm_up(trainer)
     try:
         trainer.fit()
     except KeyboardInterrupt:
         print(f"interrupted: the run folder holds the last finished epoch; continue with "
               f"`vaelab train --resume {run_dir}`", file=sys.stderr)
         raise
-    if cfg.train.figures:
+    if cfg.train.figures and trainer.is_main:
         from vaelab.plots import write_run_figures
 
         write_run_figures(run_dir, trainer.ema.module if trainer.ema else trainer.model, bundle, trainer.state.history, cfg.seed)
