@@ -1,0 +1,125 @@
+"""`vaelab reconstruct|compare|encode|decode|sample|interpolate|evaluate|ood|report`: use a trained run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vaelab.cli.app import app
+
+DATA_HELP = ("Dataset: NAME, NAME:PATH (e.g. mnist:../shared/data/mnist) or a YAML file with a data: section; "
+             "default: the run's own data (test split)")
+DataOpt = typer.Option(None, "--data", help=DATA_HELP)
+DataPathOpt = typer.Option(None, "--data-path", help="Folder/file for --data NAME (same as NAME:PATH)")
+InputOpt = typer.Option(None, "--input", help="Folder of images (searched recursively); outputs mirror its layout")
+LimitOpt = typer.Option(None, "--limit", help="Use only the first N items")
+
+
+def _items(run, data, data_path, input_folder, limit):
+    from vaelab.use.inputs import load_items
+
+    return load_items(run, data=data, data_path=data_path, input_folder=input_folder, limit=limit)
+
+
+@app.command()
+def reconstruct(
+    run: Path = typer.Argument(..., help="Run folder (or checkpoint.pt)"),
+    data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
+    limit: Optional[int] = LimitOpt,
+    label: Optional[int] = typer.Option(None, "--label", help="Condition label for all inputs (conditional models)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/reconstructions)"),
+) -> None:
+    """Reconstruct inputs: one file per input (mirroring --input's layout) and a grid PNG, originals and
+    reconstructions in alternating rows."""
+    from vaelab.use.inputs import open_run
+    from vaelab.use.reconstruct import reconstruct as rec
+
+    r = open_run(run)
+    res = rec(r, _items(r, data, data_path, input, limit), out or r.path / "reconstructions", label=label)
+    typer.echo(f"{res.count} reconstructions in {res.out_dir} (mean squared error {res.mse:.5f})"
+               + (f"; grid {res.grid}" if res.grid else "") + (f"; skipped {len(res.skipped)} unreadable" if res.skipped else ""))
+
+
+@app.command()
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run folders whose models to compare"),
+    out: Path = typer.Option(..., "--out", help="Figure path (.png)"),
+    data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
+    n: int = typer.Option(8, "-n", help="How many inputs"),
+) -> None:
+    """One figure: originals in the first row, then one row of reconstructions per model (same inputs;
+    conditional models get the inputs' labels)."""
+    from vaelab.use.inputs import open_run
+    from vaelab.use.reconstruct import compare as cmp
+
+    loaded = [open_run(p) for p in runs]
+    typer.echo(str(cmp(loaded, _items(loaded[0], data, data_path, input, n), out, n=n)))
+
+
+@app.command()
+def encode(
+    run: Path = typer.Argument(..., help="Run folder"),
+    out: Path = typer.Option(..., "--out", help="PATH.npz (z, mu, logvar, labels, names, latent_scale) or a folder: one .npy per input"),
+    data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
+    limit: Optional[int] = LimitOpt,
+    sample: bool = typer.Option(False, "--sample", help="Draw from the posterior instead of taking its mean"),
+    seed: int = typer.Option(0, "--seed"),
+    label: Optional[int] = typer.Option(None, "--label"),
+) -> None:
+    """Encode inputs to latents (scaled by the model's latent scale; posterior mean unless --sample)."""
+    from vaelab.use.codec import encode as enc
+    from vaelab.use.inputs import open_run
+
+    r = open_run(run)
+    typer.echo(str(enc(r, _items(r, data, data_path, input, limit), out, sample=sample, seed=seed, label=label)))
+
+
+@app.command()
+def decode(
+    run: Path = typer.Argument(..., help="Run folder"),
+    latents: Path = typer.Argument(..., help=".npz from `vaelab encode`, a .npy (N, *latent) or a folder of .npy"),
+    out: Path = typer.Option(..., "--out", help="Output folder"),
+    label: Optional[int] = typer.Option(None, "--label"),
+) -> None:
+    """Decode latents (scaled units) into outputs.npy and one PNG per latent for image models."""
+    from vaelab.use.codec import decode as dec
+    from vaelab.use.inputs import open_run
+
+    typer.echo(str(dec(open_run(run), latents, out, label=label)))
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="Run folder"),
+    n: int = typer.Option(64, "-n", help="Samples (per label with --all-labels)"),
+    label: Optional[int] = typer.Option(None, "--label", help="Class to sample (conditional models)"),
+    all_labels: bool = typer.Option(False, "--all-labels", help="n samples of every label, one grid row per label"),
+    temperature: float = typer.Option(1.0, "--temperature", help="Prior std multiplier"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/samples)"),
+) -> None:
+    """Sample from the prior: samples.npy and samples.png (points models: rendered on a black canvas)."""
+    from vaelab.use.inputs import open_run
+    from vaelab.use.sampling import sample as smp
+
+    r = open_run(run)
+    res = smp(r, n, out or r.path / "samples", label=label, all_labels=all_labels, temperature=temperature, seed=seed)
+    typer.echo(f"{res.array}" + (f" {res.figure}" if res.figure else ""))
+
+
+@app.command()
+def interpolate(
+    run: Path = typer.Argument(..., help="Run folder"),
+    a: str = typer.Argument(..., help="Start: item index of the run's test data, or an image path"),
+    b: str = typer.Argument(..., help="End: item index or image path"),
+    steps: int = typer.Option(8, "--steps"),
+    label: Optional[int] = typer.Option(None, "--label"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/interpolation)"),
+) -> None:
+    """Decode points on the line between the posterior means of A and B."""
+    from vaelab.use.inputs import open_run
+    from vaelab.use.sampling import interpolate as interp
+
+    r = open_run(run)
+    typer.echo(str(interp(r, a, b, out or r.path / "interpolation", steps=steps, label=label)))

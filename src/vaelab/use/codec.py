@@ -1,0 +1,109 @@
+"""Encode inputs to latents (scaled units, posterior mean by default) and decode latents back."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.errors import DataError
+from vaelab.runs import Run
+from vaelab.use.inputs import Items, check_shape, labels_for
+from vaelab.use.outputs import write_item_images, write_npy, write_npz
+
+
+@torch.no_grad()
+def encode_tensor(run: Run, x: Tensor, y: Tensor | None = None, *, sample: bool = False,
+                  generator: torch.Generator | None = None, batch_size: int = 256) -> tuple[Tensor, Tensor, Tensor]:
+    """(z, mu, logvar): z and mu in scaled units (times the latent scale); z = mu unless `sample`."""
+    model = run.model
+    check_shape(run, x, "inputs")
+    c_all = model.condition_vector(y) if model.conditional else None
+    zs, mus, lvs = [], [], []
+    for s in range(0, x.shape[0], batch_size):
+        post = model.encode(x[s : s + batch_size], None if c_all is None else c_all[s : s + batch_size])
+        z = post.sample(generator) if sample else post.mean
+        zs.append(z * model.latent_scale)
+        mus.append(post.mean * model.latent_scale)
+        lvs.append(post.logvar)
+    return torch.cat(zs), torch.cat(mus), torch.cat(lvs)
+
+
+@torch.no_grad()
+def decode_tensor(run: Run, z: Tensor, y: Tensor | None = None, *, batch_size: int = 256) -> Tensor:
+    """Latents in scaled units (N, *latent) -> outputs (N, *shape)."""
+    model = run.model
+    want = tuple(model.latent_shape)
+    if tuple(z.shape[1:]) != want:
+        raise DataError(f"latents have shape {tuple(z.shape[1:])} per item but the model of {run.path} takes {want}")
+    c_all = model.condition_vector(y) if model.conditional else None
+    return torch.cat([model.decode(z[s : s + batch_size].float(), None if c_all is None else c_all[s : s + batch_size])
+                      for s in range(0, z.shape[0], batch_size)])
+
+
+def encode(run: Run, items: Items, out: Path, *, sample: bool = False, seed: int = 0, label: int | None = None) -> Path:
+    """A .npz (z, mu, logvar, labels, names, latent_scale) when `out` ends in .npz, else one .npy per input
+    mirroring the input names under the folder `out`."""
+    y = labels_for(run, items, label)
+    z, mu, logvar = encode_tensor(run, items.x, y, sample=sample, generator=torch.Generator().manual_seed(seed))
+    out = Path(out)
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_npz(out, z=z, mu=mu, logvar=logvar, labels=(y if y is not None else np.zeros(0)),
+                  names=np.array(items.names), latent_scale=np.float64(run.model.latent_scale))
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for name, zi in zip(items.names, z):
+        p = (out / name).with_suffix(".npy")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_npy(p, zi)
+    write_npy(out / "latent_scale.npy", np.float64(run.model.latent_scale))
+    return out
+
+
+def read_latents(path: Path) -> tuple[Tensor, Tensor | None, list[str]]:
+    """A .npz from `encode` (z, labels, names), a single .npy (N, *latent), or a folder of per-item .npy files."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such latents file or folder")
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*.npy") if f.name != "latent_scale.npy")
+        if not files:
+            raise DataError(f"{p}: no .npy latents in this folder")
+        return torch.from_numpy(np.stack([np.load(f) for f in files])).float(), None, [str(f.relative_to(p)) for f in files]
+    if p.suffix == ".npz":
+        d = np.load(p)
+        if "z" not in d:
+            raise DataError(f"{p}: no array 'z' (expected the .npz that `vaelab encode` writes)")
+        y = torch.from_numpy(d["labels"]) if "labels" in d and d["labels"].size else None
+        names = [str(n) for n in d["names"]] if "names" in d else [f"item-{i:06d}" for i in range(len(d["z"]))]
+        return torch.from_numpy(d["z"]).float(), y, names
+    if p.suffix == ".npy":
+        z = torch.from_numpy(np.load(p)).float()
+        return z, None, [f"item-{i:06d}" for i in range(len(z))]
+    raise DataError(f"{p}: latents must be a .npz from `vaelab encode`, a .npy array or a folder of .npy files")
+
+
+def decode(run: Run, latents: Path, out_dir: Path, *, label: int | None = None) -> Path:
+    """Decode a latents file/folder into out_dir: outputs.npy plus one PNG per latent for image models."""
+    from vaelab.use.inputs import check_label
+
+    z, y, names = read_latents(latents)
+    if z.dim() == len(run.model.latent_shape):  # a single latent
+        z = z.unsqueeze(0)
+    if label is not None:
+        check_label(run, label)
+        y = torch.full((z.shape[0],), label, dtype=torch.long)
+    if run.model.conditional and y is None:
+        raise DataError(f"the model of {run.path} is conditional and {latents} carries no labels: give --label K")
+    x = decode_tensor(run, z, y if run.model.conditional else None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_npy(out_dir / "outputs.npy", x)
+    vr = tuple(run.data_meta.get("value_range") or (0.0, 1.0))
+    write_item_images(out_dir, names, x, vr)
+    return out_dir
+
+
+__all__ = ["encode_tensor", "decode_tensor", "encode", "decode", "read_latents"]

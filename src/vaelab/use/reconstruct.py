@@ -1,0 +1,78 @@
+"""Reconstructions of inputs (posterior mean through the decoder) and several models side by side."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from vaelab.errors import DataError
+from vaelab.runs import Run
+from vaelab.use.inputs import Items, check_shape, labels_for
+from vaelab.use.outputs import alternating_rows, render_items, write_grid, write_item_images, write_npy
+
+
+@torch.no_grad()
+def reconstruct_tensor(run: Run, x: Tensor, y: Tensor | None = None, *, batch_size: int = 256) -> Tensor:
+    """decode(encode(x).mean) -> (N, *shape), deterministic."""
+    model = run.model
+    check_shape(run, x, "inputs")
+    c_all = model.condition_vector(y) if model.conditional else None
+    out = []
+    for s in range(0, x.shape[0], batch_size):
+        c = None if c_all is None else c_all[s : s + batch_size]
+        out.append(model(x[s : s + batch_size], c, sample=False).x_hat)
+    return torch.cat(out)
+
+
+@dataclass
+class ReconstructResult:
+    out_dir: Path
+    count: int
+    grid: Path | None
+    files: list[Path]
+    skipped: list[str]
+    mse: float
+
+
+def reconstruct(run: Run, items: Items, out_dir: Path, *, label: int | None = None, grid_items: int = 32, nrow: int = 8) -> ReconstructResult:
+    """Write one reconstruction per input (mirroring names), reconstructions.npy and a grid PNG
+    (originals and reconstructions in alternating rows)."""
+    y = labels_for(run, items, label)
+    recon = reconstruct_tensor(run, items.x, y)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = write_item_images(out_dir, items.names, recon, items.value_range)
+    write_npy(out_dir / "reconstructions.npy", recon)
+    grid = None
+    shown = render_items(alternating_rows(items.x[:grid_items], recon[:grid_items], nrow), items.value_range)
+    if shown is not None:
+        grid = out_dir / "reconstruction_grid.png"
+        write_grid(grid, shown, nrow)
+    mse = float((recon - items.x).pow(2).mean())
+    return ReconstructResult(out_dir, len(items), grid, files, items.skipped, mse)
+
+
+def compare(runs: list[Run], items: Items, out: Path, *, n: int = 8) -> Path:
+    """One figure: the originals in the first row, then each model's reconstructions of the same inputs."""
+    from vaelab.plots import save_grid
+
+    if len(runs) < 1:
+        raise DataError("compare needs at least one run folder")
+    x = items.x[:n]
+    rows, labels = [x], ["originals"]
+    for run in runs:
+        sub = Items(x, None if items.y is None else items.y[:n], items.names[:n], items.value_range, items.source)
+        rows.append(reconstruct_tensor(run, x, labels_for(run, sub)))
+        labels.append(run.path.name + (" (cond.)" if run.model.conditional else ""))
+    shown = render_items(torch.cat(rows), items.value_range)
+    if shown is None:
+        raise DataError(f"compare draws images; {items.source} items have shape {tuple(x.shape[1:])}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(shown, x.shape[0], out, title="originals / " + " / ".join(labels[1:]), row_labels=labels)
+    return out
+
+
+__all__ = ["reconstruct_tensor", "reconstruct", "compare", "ReconstructResult"]

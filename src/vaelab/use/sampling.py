@@ -1,0 +1,142 @@
+"""Draws from the prior (per label for conditional models) and latent interpolation between two inputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.errors import DataError
+from vaelab.plots import is_image_shape, save_grid, to_display
+from vaelab.runs import Run
+from vaelab.use.inputs import check_label, load_items, Items, folder_items
+from vaelab.use.outputs import render_point_cloud, write_grid, write_npy, write_png
+
+
+@dataclass
+class SampleResult:
+    array: Path
+    figure: Path | None
+    shape: tuple[int, ...]
+
+
+def sample_tensor(run: Run, n: int, *, label: int | None = None, all_labels: bool = False, temperature: float = 1.0,
+                  seed: int = 0) -> tuple[Tensor, Tensor | None]:
+    """(samples, labels): n draws, or n per label with all_labels (rows grouped by label)."""
+    model = run.model
+    if n < 1:
+        raise DataError(f"-n must be >= 1, got {n}")
+    if temperature <= 0:
+        raise DataError(f"--temperature must be > 0, got {temperature}")
+    if label is not None and all_labels:
+        raise DataError("give --label K or --all-labels, not both")
+    g = torch.Generator().manual_seed(seed)
+    labels = None
+    if label is not None:
+        check_label(run, label)
+        labels = torch.full((n,), label, dtype=torch.long)
+    elif model.conditional:
+        if model.condition_kind != "label":
+            raise DataError(f"the model of {run.path} takes condition vectors; sampling needs labels, which it has none of")
+        if not all_labels and label is None:
+            all_labels = True  # a conditional model needs a label: default to every label
+        labels = torch.arange(model.condition_width).repeat_interleave(n)
+    elif all_labels:
+        raise DataError(f"--all-labels: the model of {run.path} is unconditional; drop it")
+    c = model.condition_vector(labels) if labels is not None else None
+    with torch.no_grad():
+        x = model.sample(len(labels) if labels is not None else n, c, temperature=temperature, generator=g)
+    return x, labels
+
+
+def sample(run: Run, n: int, out_dir: Path, *, label: int | None = None, all_labels: bool = False,
+           temperature: float = 1.0, seed: int = 0) -> SampleResult:
+    """samples.npy plus samples.png: a grid (one row per label for conditional models) or, for 5-D colored-pi
+    points, the points on seed 004's black 300x300 canvas."""
+    x, labels = sample_tensor(run, n, label=label, all_labels=all_labels, temperature=temperature, seed=seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    arr = out_dir / "samples.npy"
+    write_npy(arr, x)
+    if labels is not None:
+        write_npy(out_dir / "labels.npy", labels)
+    vr = tuple(run.data_meta.get("value_range") or (0.0, 1.0))
+    shape = tuple(x.shape[1:])
+    fig = out_dir / "samples.png"
+    if is_image_shape(shape):
+        if labels is not None and label is None:
+            k = run.model.condition_width
+            save_grid(to_display(x, vr), n, fig, title=f"samples, one row per label (T={temperature:g})",
+                      row_labels=[str(i) for i in range(k)])
+        else:
+            nrow = min(n, max(1, int(np.ceil(np.sqrt(n)))))
+            write_grid(fig, to_display(x, vr), nrow)
+    elif shape == (5,):  # colored pi points
+        write_png(fig, render_point_cloud(x))
+    else:
+        fig = None
+    return SampleResult(arr, fig, shape)
+
+
+def _endpoint(run: Run, spec: str, items_cache: dict) -> tuple[Tensor, Tensor | None]:
+    """An item index of the run's test data, or an image path."""
+    if spec.lstrip("-").isdigit():
+        if "items" not in items_cache:
+            items_cache["items"] = load_items(run)
+        items: Items = items_cache["items"]
+        i = int(spec)
+        if not 0 <= i < len(items):
+            raise DataError(f"item index {i} is out of range: the data has {len(items)} test items (0..{len(items) - 1})")
+        return items.x[i : i + 1], None if items.y is None else items.y[i : i + 1]
+    p = Path(spec)
+    if not p.is_file():
+        raise DataError(f"{spec}: neither an item index nor an image file")
+    from vaelab.data.images import load_image
+    from vaelab.use.inputs import _scale
+
+    shape = tuple(run.model.input_shape)
+    if len(shape) != 3:
+        raise DataError(f"{spec}: the model takes {shape}, not images; give item indices")
+    vr = tuple(run.data_meta.get("value_range") or (0.0, 1.0))
+    return load_image(p, size=shape[1], channels=shape[0], scale=_scale(vr)).unsqueeze(0), None
+
+
+def interpolate(run: Run, a: str, b: str, out_dir: Path, *, steps: int = 8, label: int | None = None) -> Path:
+    """Decode evenly spaced points on the line between the posterior means of A and B (scaled latent units);
+    writes interpolation.npy and interpolation.png (A's and B's originals at the ends)."""
+    from vaelab.use.codec import decode_tensor, encode_tensor
+
+    if steps < 2:
+        raise DataError(f"--steps must be >= 2, got {steps}")
+    cache: dict = {}
+    xa, ya = _endpoint(run, a, cache)
+    xb, yb = _endpoint(run, b, cache)
+    model = run.model
+    if model.conditional:
+        if label is not None:
+            check_label(run, label)
+            ya = yb = torch.tensor([label])
+        if ya is None or yb is None:
+            raise DataError(f"the model of {run.path} is conditional: give --label K for image-file endpoints")
+    elif label is not None:
+        check_label(run, label)
+    _, za, _ = encode_tensor(run, xa, ya)
+    _, zb, _ = encode_tensor(run, xb, yb)
+    t = torch.linspace(0, 1, steps).view(steps, *([1] * (za.dim() - 1)))
+    z = (1 - t) * za + t * zb
+    y = None
+    if model.conditional:
+        y = ya.repeat(steps) if label is not None or bool((ya == yb).all()) else torch.where(t.view(-1) < 0.5, ya, yb)
+    x = decode_tensor(run, z, y)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_npy(out_dir / "interpolation.npy", x)
+    vr = tuple(run.data_meta.get("value_range") or (0.0, 1.0))
+    if is_image_shape(tuple(x.shape[1:])):
+        write_grid(out_dir / "interpolation.png", to_display(torch.cat([xa, x, xb]), vr), steps + 2)
+    return out_dir
+
+
+__all__ = ["sample_tensor", "sample", "interpolate", "SampleResult"]
