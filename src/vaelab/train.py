@@ -245,7 +245,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 train_terms = self._train_epoch(bar.start(f"epoch {s.epoch + 1}/{tc.epochs}"))
                 seconds = time.perf_counter() - t0
-                val_terms = self.evaluate(self.bundle.val) if len(self.bundle.val) else {}
+                val_terms = self.evaluate(self.bundle.val) if self.bundle.val is not None and len(self.bundle.val) else {}
                 if self.dist is not None:  # rank 0's numbers drive the scheduler and early stopping everywhere
                     val_terms = self.dist.broadcast(val_terms)
                 s.epoch += 1
