@@ -1,0 +1,302 @@
+"""The largest batch that fits: measure a whole training step's peak memory at a few batch sizes, fit a line.
+
+A step is forward + loss + backward + optimizer step, run twice so the optimizer's state exists (seed 001
+measured the forward pass only). On CUDA the peak is `torch.cuda.max_memory_allocated`; on CPU each probe runs
+in a fresh process and the peak is that process's `ru_maxrss` (the real resident high-water mark, which
+includes the interpreter and torch themselves, ~0.3-0.5 GB, but not the training data set). The fit
+`peak(B) = fixed + per_sample * B` gives the largest B under `limit * (1 - margin)`; the chosen batch is then
+run once more to confirm the estimate (always on CUDA, on CPU with `confirm=True`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from vaelab.config import Config
+from vaelab.errors import ConfigError
+
+GB = 1024**3
+MB = 1024**2
+Measure = Callable[[int], int]  # batch size -> peak bytes of one training step
+
+
+@dataclass
+class MemoryReport:
+    device: str
+    limit_bytes: int
+    margin: float
+    probes: list[tuple[int, int]]  # (batch, peak bytes)
+    fixed_bytes: float  # fit intercept
+    per_sample_bytes: float  # fit slope
+    batch: int
+    predicted_bytes: float
+    confirmed_bytes: int | None = None
+    capped_at: int | None = None  # the batch was limited by this (e.g. the training set size)
+    notes: list[str] = field(default_factory=list)
+
+    def predict(self, batch: int) -> float:
+        return self.fixed_bytes + self.per_sample_bytes * batch
+
+    def summary(self) -> str:
+        lines = [f"device {self.device}: limit {self.limit_bytes / GB:.2f} GB, safety margin {self.margin:.0%}",
+                 "measured peak of a training step (forward, backward, optimizer step):"]
+        lines += [f"  batch {b:>7d}: {m / MB:10.1f} MB" for b, m in self.probes]
+        lines.append(f"fit: {self.fixed_bytes / MB:.1f} MB fixed + {self.per_sample_bytes / 1024:.2f} KB per sample")
+        cap = f" (capped at {self.capped_at}, the training set size)" if self.capped_at else ""
+        lines.append(f"largest batch that fits: {self.batch}{cap}, predicted peak {self.predicted_bytes / MB:.1f} MB")
+        if self.confirmed_bytes is not None:
+            err = (self.predicted_bytes - self.confirmed_bytes) / self.confirmed_bytes
+            lines.append(f"confirmed by running batch {self.batch}: {self.confirmed_bytes / MB:.1f} MB (prediction off by {err:+.1%})")
+        lines += self.notes
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def data_spec(bundle) -> dict[str, Any]:
+    from vaelab.train import data_meta
+
+    return {**data_meta(bundle), "value_range": [float(v) for v in bundle.value_range]}
+
+
+def build_step(cfg: Config, spec: dict[str, Any], device: torch.device) -> Callable[[int], None]:
+    """A function running `steps` training steps of this config at a batch size, on synthetic data of the data's shape."""
+    from vaelab.architecture import build_model
+    from vaelab.optim import make_optimizer
+    from vaelab.train import LossSetup, _autocast
+
+    tc = cfg.train
+    if tc.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision: fp16 needs a CUDA device (CPUs lack fast fp16 and gradient scaling); use bf16 on CPU")
+    lo, hi = spec["value_range"]
+    model = build_model(cfg.model, spec["shape"], num_classes=spec.get("num_classes"), cond_dim=spec.get("cond_dim"),
+                        value_range=(lo, hi)).to(device)
+    loss = LossSetup.from_config(cfg, model, (lo, hi))
+    opt = make_optimizer(tc.optimizer.name, model.parameters(), lr=tc.lr, weight_decay=tc.optimizer.weight_decay,
+                         kwargs=tc.optimizer.kwargs)
+    scaler = torch.amp.GradScaler("cuda") if tc.precision == "fp16" else None
+
+    def run(batch: int, steps: int = 2) -> None:
+        for _ in range(steps):
+            x = torch.rand(batch, *spec["shape"], device=device) * (hi - lo) + lo
+            c = None
+            if model.conditional:
+                y = (torch.randint(0, model.condition_width, (batch,), device=device) if model.condition_kind == "label"
+                     else torch.rand(batch, model.condition_width, device=device))
+                c = model.condition_vector(y)
+            with _autocast(device, tc.precision):
+                out = model(x, c)
+            total = loss(out, x, 1.0).total
+            (scaler.scale(total) if scaler else total).backward()
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            opt.zero_grad(set_to_none=True)
+            del x, out, total
+
+    return run
+
+
+def cuda_measure(cfg: Config, spec: dict[str, Any], device: torch.device) -> Measure:
+    """Peak allocated CUDA bytes of two training steps at a batch size (fresh model each time)."""
+
+    def measure(batch: int) -> int:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        build_step(cfg, spec, device)(batch)
+        peak = torch.cuda.max_memory_allocated(device) - base
+        torch.cuda.empty_cache()
+        return int(peak)
+
+    return measure
+
+
+def cpu_measure(cfg: Config, spec: dict[str, Any]) -> Measure:
+    """Peak resident bytes (ru_maxrss) of a fresh Python process running two training steps at a batch size."""
+    payload = {"config": cfg.to_dict(), "spec": spec}
+
+    def measure(batch: int) -> int:
+        proc = subprocess.run([sys.executable, "-m", "vaelab.hardware.memory"], input=json.dumps({**payload, "batch": batch}),
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise ConfigError(f"memory probe at batch {batch} failed: {tail}")
+        return int(proc.stdout.strip().splitlines()[-1])
+
+    return measure
+
+
+def _probe_main() -> None:
+    import resource
+
+    from vaelab.config import load_config
+
+    req = json.loads(sys.stdin.read())
+    cfg = load_config(req["config"])
+    torch.manual_seed(0)
+    build_step(cfg, req["spec"], torch.device("cpu"))(int(req["batch"]))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
+
+
+# ----------------------------------------------------------------------------- the fit
+
+
+def fit_line(probes: list[tuple[int, int]]) -> tuple[float, float]:
+    b = np.array([p[0] for p in probes], dtype=np.float64)
+    m = np.array([p[1] for p in probes], dtype=np.float64)
+    slope, intercept = np.polyfit(b, m, 1)
+    return float(intercept), float(slope)
+
+
+def choose_batch(measure: Measure, limit_bytes: int, *, margin: float = 0.1, max_batch: int = 1 << 20,
+                 start: int = 8, confirm: bool = False, device: str = "cpu", parallel: int = 1) -> MemoryReport:
+    """Largest batch whose fitted peak stays under limit*(1-margin); raises ConfigError if batch 1 does not fit.
+
+    `parallel` > 1 runs that many probes at once (CPU probes are separate processes, so they do not interfere).
+    """
+    if not 0 <= margin < 1:
+        raise ConfigError(f"margin must be in [0, 1), got {margin}")
+    budget = limit_bytes * (1 - margin)
+    probes: dict[int, int | None] = {}  # None: out of memory
+
+    def one_probe(b: int) -> int | None:
+        try:
+            return int(measure(b))
+        except torch.cuda.OutOfMemoryError:  # type: ignore[attr-defined]
+            torch.cuda.empty_cache()
+            return None
+
+    def at(*bs: int) -> list[int | None]:
+        todo = sorted({b for b in bs if b not in probes})
+        if parallel > 1 and len(todo) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(parallel, len(todo))) as pool:
+                probes.update(zip(todo, pool.map(one_probe, todo)))
+        else:
+            probes.update((b, one_probe(b)) for b in todo)
+        return [probes[b] for b in bs]
+
+    def fits(m: int | None) -> bool:
+        return m is not None and m <= budget
+
+    # grow a (p, 16p) pair until the batch-dependent part stands out of the measurement noise (>= 10%)
+    p = max(1, min(start, max_batch))
+    while True:
+        hi = min(16 * p, max_batch)
+        (lo_m,) = at(p, hi)[:1] if parallel > 1 else at(p)  # CPU: measure the pair at once
+        if not fits(lo_m):
+            if p > 1:
+                at(1)
+            break
+        (hi_m,) = at(hi)
+        if not fits(hi_m) or hi >= max_batch or hi_m - lo_m >= 0.1 * lo_m:
+            break
+        p = hi
+    ok = sorted((b, m) for b, m in probes.items() if m is not None)
+    if len(ok) >= 2 and ok[-1][0] > ok[-2][0] + 2:  # two more probes inside the last interval refine the line
+        lo_b, hi_b = ok[-2][0], ok[-1][0]
+        inside = [b for b in (lo_b + (hi_b - lo_b) // 3, lo_b + 2 * (hi_b - lo_b) // 3) if b not in probes]
+        if fits(probes[lo_b]):
+            at(*inside)
+    ok = sorted((b, m) for b, m in probes.items() if m is not None)
+    if not ok:
+        raise ConfigError(f"train.batch_size: every probe ran out of memory (batches {sorted(probes)}); "
+                          "use a smaller model or train.precision: bf16")
+    used = ok[-4:]
+    fixed, per = fit_line(used) if len(used) >= 2 else (float(used[0][1]), 0.0)
+    if per <= 0.0:  # no measurable growth: the step costs its largest measurement at any batch up to the cap
+        fixed, per = float(max(m for _, m in used)), 0.0
+    smallest, cost = ok[0]
+    if fixed + per > budget or (smallest == 1 and cost > budget):
+        raise ConfigError(
+            f"train.batch_size: not even batch 1 fits in {limit_bytes / GB:.2f} GB (less the {margin:.0%} margin): "
+            f"the step measured {cost / MB:.1f} MB at batch {smallest}, i.e. {fixed / MB:.1f} MB fixed + "
+            f"{per / MB:.3f} MB per sample. Use a smaller model, train.precision: bf16, or a larger --limit-gb")
+    batch = max_batch if per == 0.0 else int(min(max_batch, math.floor((budget - fixed) / per)))
+    batch = max(batch, 1)
+    report = MemoryReport(device, int(limit_bytes), margin, ok, fixed, per, batch, fixed + per * batch,
+                          capped_at=max_batch if batch == max_batch else None)
+    if confirm:
+        for _ in range(4):  # shrink if the real peak overshoots the limit itself
+            report.confirmed_bytes = one_probe(report.batch)
+            if report.confirmed_bytes is not None and report.confirmed_bytes <= limit_bytes:
+                break
+            report.notes.append(f"batch {report.batch} did not fit when run; trying {max(1, int(report.batch * 0.8))}")
+            report.batch = max(1, int(report.batch * 0.8))
+            report.predicted_bytes = report.predict(report.batch)
+    return report
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def free_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        import psutil  # type: ignore[import-not-found]
+
+        return int(psutil.virtual_memory().available)
+
+
+def max_batch_for(cfg: Config, spec: dict[str, Any], *, device: str = "auto", limit_gb: float | None = None,
+                  margin: float = 0.1, max_batch: int = 1 << 20, confirm: bool | None = None,
+                  measure: Measure | None = None) -> MemoryReport:
+    """The largest training batch of `cfg` (data described by `spec`, see `data_spec`) fitting the device."""
+    from vaelab.train import resolve_device
+
+    dev = resolve_device(device)
+    if limit_gb is not None and limit_gb <= 0:
+        raise ConfigError(f"--limit-gb must be positive, got {limit_gb}")
+    limit = int(limit_gb * GB) if limit_gb is not None else free_bytes(dev)
+    if measure is None:
+        measure = cuda_measure(cfg, spec, dev) if dev.type == "cuda" else cpu_measure(cfg, spec)
+    confirm = (dev.type == "cuda") if confirm is None else confirm
+    return choose_batch(measure, limit, margin=margin, max_batch=max_batch, confirm=confirm, device=str(dev),
+                        parallel=1 if dev.type == "cuda" else 2)
+
+
+def memory_report(cfg: Config, *, device: str = "auto", limit_gb: float | None = None, margin: float = 0.1,
+                  confirm: bool | None = None) -> MemoryReport:
+    """`vaelab memory`: load the data for its shape, then `max_batch_for` (the batch is capped at the training set size)."""
+    from vaelab.data import load_data
+
+    bundle = load_data(cfg.data, cfg.seed)
+    return max_batch_for(cfg, data_spec(bundle), device=device, limit_gb=limit_gb, margin=margin,
+                         max_batch=max(1, len(bundle.train)), confirm=confirm)
+
+
+def resolve_auto_batch(cfg: Config, bundle, device: torch.device, dist=None) -> Config:
+    """A copy of cfg with `train.batch_size: auto` replaced by the measured largest batch (global under torchrun)."""
+    world = dist.world_size if dist is not None else 1
+    batch = None
+    if dist is None or dist.is_main:
+        report = max_batch_for(cfg, data_spec(bundle), device=str(device), max_batch=max(1, len(bundle.train) // world))
+        print(f"train.batch_size auto:\n{report.summary()}", file=sys.stderr, flush=True)
+        batch = report.batch * world
+    if dist is not None:
+        batch = dist.broadcast(batch)
+    out = cfg.model_copy(deep=True)
+    out.train.batch_size = int(batch)
+    return out
+
+
+if __name__ == "__main__":
+    _probe_main()
