@@ -115,3 +115,6 @@ def resolve_preset(name: str, shape: tuple[int, ...], cond: int, args: dict[str,
         return fn(tuple(shape), cond, **args)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.preset {name!r}: {e}") from None
+
+
+from vaelab.hardware import presets_nd  # noqa: E402,F401  conv1d/conv2d/conv3d register themselves
