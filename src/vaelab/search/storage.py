@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import warnings
 from pathlib import Path
 
 import optuna
@@ -40,7 +41,9 @@ def open_storage(url: str | None, folder: Path) -> BaseStorage:
     if re.match(r"^(sqlite|postgresql|mysql|mariadb|oracle|mssql)(\+\w+)?://", url):
         try:
             # a heartbeat lets any worker fail the trials of a worker that died, on any machine
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S)
+            with warnings.catch_warnings():  # heartbeat is marked experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S)
         except Exception as e:  # noqa: BLE001 - sqlalchemy/driver errors of many kinds, all mean "unreachable"
             raise ConfigError(f"--storage {redact(url)}: cannot open the database: {type(e).__name__}: {_first_line(e)}. "
                               "Check host, port, credentials and that its driver (psycopg2, pymysql) is installed") from None
