@@ -123,3 +123,36 @@ def interpolate(
 
     r = open_run(run)
     typer.echo(str(interp(r, a, b, out or r.path / "interpolation", steps=steps, label=label)))
+
+
+def _print_table(title: str, rows) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder"),
+    data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
+    limit: Optional[int] = LimitOpt,
+    k: int = typer.Option(1000, "--k", help="Importance samples for the IW-NLL"),
+    tsne: bool = typer.Option(False, "--tsne", help="Seeded t-SNE for the latent embedding instead of PCA"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the run folder)"),
+) -> None:
+    """Negative ELBO, reconstruction, KL, IW-NLL (K samples), SSIM, active units, KL per dim, MMD/Wasserstein
+    for points; writes evaluation.json and figures, prints a table."""
+    from vaelab.use.evaluate import evaluate as ev, table_rows
+    from vaelab.use.inputs import open_run
+
+    r = open_run(run)
+    res = ev(r, _items(r, data, data_path, input, limit), out or r.path, k=k, embedding="tsne" if tsne else "pca", seed=seed)
+    _print_table(f"{r.path.name}: {res.metrics['items']} items of {res.metrics['data']}", table_rows(res.metrics))
+    typer.echo(str(res.path))

@@ -1,0 +1,163 @@
+"""`vaelab evaluate`: likelihood metrics, latent usage, SSIM or point-distribution match, and seed 003's figures.
+
+Writes evaluation.json and figures (loss_curve.png, eval_reconstructions.png, eval_samples.png,
+latent_embedding.png, kl_per_dim.png) into the output folder and returns the metrics.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab.checkpoint import atomic_write_text
+from vaelab.plots import _plt, is_image_shape, loss_curves, save_figure, scatter_points, to_display
+from vaelab.runs import Run
+from vaelab.use.inputs import Items, labels_for
+from vaelab.use.likelihood import default_likelihood, log_likelihood, nll
+from vaelab.use.metrics import active_units, embed_2d, mmd_rbf, wasserstein_per_dim
+from vaelab.use.outputs import alternating_rows, render_point_cloud, write_grid, write_png
+
+EVALUATION_NAME = "evaluation.json"
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    path: Path
+    figures: list[Path]
+
+
+@torch.no_grad()
+def _posterior_pass(run: Run, x, c, lik: str, generator: torch.Generator, batch_size: int = 256):
+    """Per item: reconstruction NLL at one draw, KL; posterior means; KL per dim; mean-latent reconstructions."""
+    model = run.model
+    rec, kl, mus, kl_dims, recons = [], [], [], [], []
+    for s in range(0, x.shape[0], batch_size):
+        xb = x[s : s + batch_size]
+        cb = None if c is None else c[s : s + batch_size]
+        post = model.encode(xb, cb)
+        eps = torch.randn(post.mean.shape, generator=generator)
+        rec.append(-log_likelihood(model, post.mean + post.std * eps, xb, cb, lik))
+        kl.append(post.kl())
+        mus.append(post.mean)
+        kl_dims.append(post.kl_per_dim())
+        recons.append(model.decode(post.mean * model.latent_scale, cb))
+    return torch.cat(rec), torch.cat(kl), torch.cat(mus), torch.cat(kl_dims), torch.cat(recons)
+
+
+def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding: str = "pca", seed: int = 0,
+             label: int | None = None) -> Evaluation:
+    """Metrics of `run` on `items` (nats per item; the likelihood follows the run's loss, see vaelab.use.likelihood)."""
+    from vaelab.losses import ssim
+
+    model = run.model
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y = labels_for(run, items, label)
+    c = model.condition_vector(y) if model.conditional else None
+    x = items.x
+    lik = default_likelihood(model, x)
+    g = torch.Generator().manual_seed(seed)
+    rec, kl, mu, kl_dims, recon = _posterior_pass(run, x, c, lik, g)
+    iw = nll(model, x, y, k=k, batch_size=max(1, min(256, 2**22 // max(1, k * x[0].numel()) or 1)), generator=g, likelihood=lik)
+    n_active, unit_var = active_units(mu)
+    kl_per_dim = kl_dims.reshape(kl_dims.shape[0], -1).mean(dim=0)
+    m: dict[str, Any] = {
+        "items": len(items), "data": items.source, "likelihood": "bernoulli" if lik == "bce" else "gaussian(sigma^2=0.5)",
+        "negative_elbo": float((rec + kl).mean()), "reconstruction_nll": float(rec.mean()), "kl": float(kl.mean()),
+        "mse": float((recon - x).pow(2).mean()),
+        f"iw_nll_k{k}": float(iw.mean()), "iw_k": k,
+        "bits_per_dim": float(iw.mean()) / (np.log(2) * x[0].numel()),
+        "active_units": n_active, "latent_dims": int(kl_per_dim.numel()),
+        "kl_per_dim": [round(float(v), 6) for v in kl_per_dim], "unit_variance": [round(v, 6) for v in unit_var],
+    }
+    shape = tuple(x.shape[1:])
+    vr = items.value_range
+    figures: list[Path] = []
+    if len(shape) >= 3 and min(shape[1:]) >= 3:
+        m["ssim"] = float(ssim(recon, x, data_range=(vr[1] - vr[0]) or 1.0).mean())
+    sample_labels = None
+    if model.conditional and model.condition_kind == "label":
+        sample_labels = torch.arange(model.condition_width).repeat_interleave(8)
+    n_gen = len(sample_labels) if sample_labels is not None else max(64, min(len(items), 2000))
+    if model.conditional and sample_labels is None:
+        gen = None  # condition vectors: nothing to sample without data-specific conditions
+    else:
+        gen = model.sample(n_gen, model.condition_vector(sample_labels) if sample_labels is not None else None, generator=g)
+    if len(shape) == 1 and shape[0] <= 16 and gen is not None:
+        m["mmd_rbf"] = mmd_rbf(x, gen, generator=g)
+        w = wasserstein_per_dim(x, gen)
+        m["wasserstein_per_dim"] = w
+        m["wasserstein_mean"] = float(np.mean(w))
+    # figures
+    if run.history:
+        loss_curves(run.history, out_dir / "loss_curve.png", title=f"{run.config.name}: loss")
+        figures.append(out_dir / "loss_curve.png")
+    if is_image_shape(shape):
+        n = min(32, len(items))
+        write_grid(out_dir / "eval_reconstructions.png", to_display(alternating_rows(x[:n], recon[:n], 8), vr), 8)
+        figures.append(out_dir / "eval_reconstructions.png")
+        if gen is not None:
+            write_grid(out_dir / "eval_samples.png", to_display(gen[:64], vr), 8)
+            figures.append(out_dir / "eval_samples.png")
+    elif shape == (5,) and gen is not None:
+        write_png(out_dir / "eval_samples.png", render_point_cloud(gen))
+        figures.append(out_dir / "eval_samples.png")
+    if len(shape) == 1 and gen is not None:
+        scatter_points(x.numpy(), gen.numpy(), out_dir / "eval_points.png", "data vs generated (first two dims)")
+        figures.append(out_dir / "eval_points.png")
+    figures.append(_embedding_figure(mu, items.y, out_dir / "latent_embedding.png", embedding, seed))
+    figures.append(_kl_figure(kl_per_dim, out_dir / "kl_per_dim.png"))
+    m["figures"] = [f.name for f in figures]
+    path = out_dir / EVALUATION_NAME
+    atomic_write_text(path, json.dumps(m, indent=2) + "\n")
+    return Evaluation(m, path, figures)
+
+
+def _embedding_figure(mu, y, path: Path, method: str, seed: int) -> Path:
+    plt = _plt()
+    xy = embed_2d(mu, method, seed)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    colors = None if y is None or y.dim() != 1 else y.numpy()
+    if colors is not None:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=colors, cmap="tab10", s=6, alpha=0.8)
+        fig.colorbar(sc, ax=ax, label="label")
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.8)
+    ax.set_title(f"latent means, {method.upper()}")
+    save_figure(fig, path)
+    return path
+
+
+def _kl_figure(kl_per_dim, path: Path) -> Path:
+    plt = _plt()
+    v = kl_per_dim.numpy()
+    fig, ax = plt.subplots(figsize=(max(4, min(12, 0.3 * len(v) + 2)), 3))
+    ax.bar(np.arange(len(v)), v)
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("mean KL (nats)")
+    ax.set_title("KL per latent dimension")
+    save_figure(fig, path)
+    return path
+
+
+def table_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) rows of the scalar metrics, for the printed table and the report."""
+    rows = []
+    for key, v in metrics.items():
+        if isinstance(v, float):
+            rows.append((key, f"{v:.4f}"))
+        elif isinstance(v, (int, str)) and key != "figures":
+            rows.append((key, str(v)))
+    return rows
+
+
+def items_from_labels(items: Items, y) -> Items:
+    return Items(items.x, y, items.names, items.value_range, items.source, items.skipped)
+
+
+__all__ = ["evaluate", "Evaluation", "table_rows", "EVALUATION_NAME"]
