@@ -156,3 +156,37 @@ def evaluate(
     res = ev(r, _items(r, data, data_path, input, limit), out or r.path, k=k, embedding="tsne" if tsne else "pca", seed=seed)
     _print_table(f"{r.path.name}: {res.metrics['items']} items of {res.metrics['data']}", table_rows(res.metrics))
     typer.echo(str(res.path))
+
+
+OOD_DATA_HELP = ("NAME:PATH (e.g. mnist:../shared/data/mnist), NAME for datasets that need no path (digits), "
+                 "or a YAML file with a data: section (any DataConfig field: name, path, options, limit); the test split is used")
+
+
+@app.command()
+def ood(
+    run: Path = typer.Argument(..., help="Run folder"),
+    inside: Optional[str] = typer.Option(None, "--in", help="In-distribution data (default: the run's own). " + OOD_DATA_HELP),
+    outside: str = typer.Option(..., "--out", help="Out-of-distribution data. " + OOD_DATA_HELP),
+    limit: int = typer.Option(500, "--limit", help="Items of each set (regret fine-tunes per item)"),
+    scores: str = typer.Option("nll,regret,complexity", "--scores", help="Comma list of nll, regret, complexity"),
+    k: int = typer.Option(1, "--k", help="Importance samples per NLL (1 = negative ELBO)"),
+    regret_steps: int = typer.Option(10, "--regret-steps", help="Adam steps on each input's encoder copy"),
+    regret_lr: float = typer.Option(1e-3, "--regret-lr"),
+    compressor: str = typer.Option("png", "--compressor", help="png or zlib, for the input complexity"),
+    seed: int = typer.Option(0, "--seed"),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Where to write (default RUN/ood)"),
+) -> None:
+    """Score in- vs out-of-distribution items (higher = more OOD) with NLL, likelihood regret (Xiao et al. 2020)
+    and complexity-corrected NLL (Serra et al. 2020); prints AUROC, AUPRC and FPR at 95% TPR, writes
+    ood_scores.csv, ood.json and ood_roc.png."""
+    from vaelab.use.inputs import dataset_items, open_run
+    from vaelab.use.ood_run import ood as run_ood
+
+    r = open_run(run)
+    a = dataset_items(r, inside, limit=limit)
+    b = dataset_items(r, outside, limit=limit)
+    res = run_ood(r, a, b, out_dir or r.path / "ood", scores=tuple(s.strip() for s in scores.split(",") if s.strip()),
+                  k=k, regret_steps=regret_steps, regret_lr=regret_lr, compressor=compressor, seed=seed)
+    _print_table(f"OOD: in {a.source} ({len(a)}) vs out {b.source} ({len(b)})",
+                 [(s, f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  FPR@95%TPR {m['fpr95']:.4f}") for s, m in res.metrics.items()])
+    typer.echo(f"{res.csv}\n{res.figure}")
