@@ -105,7 +105,7 @@ def write_run_figures(run_dir: Path, model, bundle, history: list[dict[str, Any]
         loss_curves(history, run_dir / "loss_curve.png")
     model.eval()
     device = next(model.parameters()).device
-    split = bundle.val if len(bundle.val) else bundle.train
+    split = bundle.val if bundle.val is not None and len(bundle.val) else bundle.train
     gen = torch.Generator().manual_seed(seed)
     shape, vr = tuple(bundle.shape), tuple(bundle.value_range)
     if is_image_shape(shape):
