@@ -84,3 +84,17 @@ def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
     assert isinstance(Config(), Config)
+
+
+def test_seed001_mstruct_files(tmp_path):
+    import json
+
+    (tmp_path / "VAE_encoder.mstruct").write_text(json.dumps(["Flatten", "Linear_64_16", "ReLU", "Linear_16_8"]))
+    (tmp_path / "VAE_decoder.mstruct").write_text(json.dumps(["Linear_4_64", "Unflatten_1_8_8"]))
+    cfg = load_config({"model": {"encoder": str(tmp_path / "VAE_encoder.mstruct"), "decoder": str(tmp_path / "VAE_decoder.mstruct")}})
+    assert cfg.model.encoder[1] == "Linear_64_16"
+    (tmp_path / "bad.mstruct").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"model\.encoder: .*bad\.mstruct: not a JSON list"):
+        load_config({"model": {"encoder": str(tmp_path / "bad.mstruct"), "decoder": ["Linear_4_64"]}})
+    with pytest.raises(ConfigError, match="neither a list of layer strings nor an existing"):
+        load_config({"model": {"encoder": "nope.mstruct", "decoder": ["Linear_4_64"]}})

@@ -54,14 +54,19 @@ class HeadsConfig(Strict):
 class ModelConfig(Strict):
     preset: str | None = None
     preset_args: dict[str, Any] = Field(default_factory=dict)
-    encoder: list[LayerItem] | None = None
+    encoder: list[LayerItem] | None = Field(None, description="layer strings, or the path of seed 001's .mstruct JSON list")
     heads: HeadsConfig | None = None
-    decoder: list[LayerItem] | None = None
+    decoder: list[LayerItem] | None = Field(None, description="layer strings, or the path of seed 001's .mstruct JSON list")
     input_shape: list[int] | None = Field(None, description="per-sample shape where no data fixes it")
     latent_scale: float = Field(1.0, gt=0, description="seed 001's latent scale factor (0.18215 in Stable Diffusion)")
     output_activation: Literal["auto", "sigmoid", "tanh", "identity"] = "auto"
     condition: ConditionConfig | None = None
     quantize: QuantizeConfig | None = Field(None, description="latent quantization and fake-quantized layers")
+
+    @field_validator("encoder", "decoder", mode="before")
+    @classmethod
+    def _read_mstruct(cls, v: Any) -> Any:
+        return read_layer_file(v) if isinstance(v, (str, Path)) else v
 
     @model_validator(mode="after")
     def _layers_parse(self) -> "ModelConfig":
@@ -84,6 +89,22 @@ class ModelConfig(Strict):
         if self.input_shape is not None and any(d <= 0 for d in self.input_shape):
             raise ValueError(f"model.input_shape must be positive sizes, got {self.input_shape}")
         return self
+
+
+def read_layer_file(path: str | Path) -> list[Any]:
+    """Seed 001's structure file: a JSON list of layer strings (`model_structures/VAE_encoder.mstruct`)."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{str(p)!r} is neither a list of layer strings nor an existing .mstruct/JSON file")
+    try:
+        items = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p}: not a JSON list of layer strings ({e})") from None
+    if not isinstance(items, list):
+        raise ValueError(f"{p}: expected a JSON list of layer strings, got {type(items).__name__}")
+    return items
 
 
 class ScheduleConfig(BaseModel):
