@@ -161,7 +161,7 @@ def fit_line(probes: list[tuple[int, int]]) -> tuple[float, float]:
 
 
 def choose_batch(measure: Measure, limit_bytes: int, *, margin: float = 0.1, max_batch: int = 1 << 20,
-                 start: int = 8, confirm: bool = False, device: str = "cpu", parallel: int = 1) -> MemoryReport:
+                 start: int = 8, confirm: bool = False, device: str = "cpu", parallel: int = 1, refine: int = 2) -> MemoryReport:
     """Largest batch whose fitted peak stays under limit*(1-margin); raises ConfigError if batch 1 does not fit.
 
     `parallel` > 1 runs that many probes at once (CPU probes are separate processes, so they do not interfere).
@@ -208,7 +208,7 @@ def choose_batch(measure: Measure, limit_bytes: int, *, margin: float = 0.1, max
     ok = sorted((b, m) for b, m in probes.items() if m is not None)
     if len(ok) >= 2 and ok[-1][0] > ok[-2][0] + 2:  # two more probes inside the last interval refine the line
         lo_b, hi_b = ok[-2][0], ok[-1][0]
-        inside = [b for b in (lo_b + (hi_b - lo_b) // 3, lo_b + 2 * (hi_b - lo_b) // 3) if b not in probes]
+        inside = [lo_b + k * (hi_b - lo_b) // (refine + 1) for k in range(1, refine + 1)]
         if fits(probes[lo_b]):
             at(*inside)
     ok = sorted((b, m) for b, m in probes.items() if m is not None)
@@ -258,7 +258,7 @@ def free_bytes(device: torch.device) -> int:
 
 def max_batch_for(cfg: Config, spec: dict[str, Any], *, device: str = "auto", limit_gb: float | None = None,
                   margin: float = 0.1, max_batch: int = 1 << 20, confirm: bool | None = None,
-                  measure: Measure | None = None) -> MemoryReport:
+                  measure: Measure | None = None, start: int = 8, refine: int = 2) -> MemoryReport:
     """The largest training batch of `cfg` (data described by `spec`, see `data_spec`) fitting the device."""
     from vaelab.train import resolve_device
 
@@ -269,7 +269,7 @@ def max_batch_for(cfg: Config, spec: dict[str, Any], *, device: str = "auto", li
     if measure is None:
         measure = cuda_measure(cfg, spec, dev) if dev.type == "cuda" else cpu_measure(cfg, spec)
     confirm = (dev.type == "cuda") if confirm is None else confirm
-    return choose_batch(measure, limit, margin=margin, max_batch=max_batch, confirm=confirm, device=str(dev),
+    return choose_batch(measure, limit, margin=margin, max_batch=max_batch, confirm=confirm, device=str(dev), start=start, refine=refine,
                         parallel=1 if dev.type == "cuda" else 2)
 
 
