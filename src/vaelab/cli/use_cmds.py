@@ -190,3 +190,16 @@ def ood(
     _print_table(f"OOD: in {a.source} ({len(a)}) vs out {b.source} ({len(b)})",
                  [(s, f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  FPR@95%TPR {m['fpr95']:.4f}") for s, m in res.metrics.items()])
     typer.echo(f"{res.csv}\n{res.figure}")
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run folder"),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML path (default RUN/report.html)"),
+) -> None:
+    """One self-contained HTML page (config, metrics, every figure embedded) that opens with no server.
+    Run `vaelab evaluate RUN` (and `vaelab ood`) first to include their tables and figures."""
+    from vaelab.use.inputs import open_run
+    from vaelab.use.report import build_report
+
+    typer.echo(str(build_report(open_run(run), out)))
