@@ -1,6 +1,6 @@
 """Latent bits (32 = float, 8, 6, 4) against reconstruction error on MNIST.
 
-Run: .venv/bin/python benchmarks/bench_quant_bits.py [--epochs 5] [--limit 4000]
+Run: .venv/bin/python benchmarks/bench_quant_bits.py [--epochs 15] [--limit 4742]
 One MLP VAE trained in float; its posterior means quantized after training (vaelab.hardware.quantize.
 recon_error_vs_bits, range = the largest |mean| seen), and, as a second row, a model trained with the 4-bit
 quantizer in the loop (straight-through). Reference: the float (32-bit) error of the same model, same run.
@@ -34,8 +34,8 @@ def config(epochs: int, limit: int, quantize: dict | None = None):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--limit", type=int, default=4000)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--limit", type=int, default=4742)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config(args.epochs, args.limit)
