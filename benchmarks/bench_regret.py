@@ -38,7 +38,7 @@ def main() -> None:
     slow, t_slow = timed(regret_scores_loop, model, x, generator=torch.Generator().manual_seed(0), **kw)
     a_fast, a_slow = auroc(fast[: args.n], fast[args.n :]), auroc(slow[: args.n], slow[args.n :])
     print(f"likelihood regret, {args.steps} Adam steps (lr {args.lr}), {len(x)} images, {torch.get_num_threads()} threads")
-    print(f"  batched (vmap over stacked encoder copies): {len(x) / t_fast:7.2f} images/s  AUROC {a_fast:.4f}")
+    print(f"  batched (factored input layer + vmap)      : {len(x) / t_fast:7.2f} images/s  AUROC {a_fast:.4f}")
     print(f"  one input at a time (reference loop)      : {len(x) / t_slow:7.2f} images/s  AUROC {a_slow:.4f}")
     print(f"  max |regret difference| {float((fast - slow).abs().max()):.2e} nats")
     ratio = t_slow / t_fast

@@ -20,6 +20,7 @@ from vaelab.model import VAE
 from vaelab.ood import auprc, auroc, fpr_at_tpr, nll_scores
 from vaelab.use.complexity import complexity_bits
 from vaelab.use.regret import regret_scores, regret_scores_loop
+from vaelab.use.regret_linear import input_linear_index
 
 REGRET_TOL = 2e-3  # nats: float32 rounding of vmap's batched matmuls vs the per-input ones, over the Adam steps
 
@@ -33,14 +34,16 @@ def small_mlp(cond: int = 0) -> VAE:
                condition_kind="label" if cond else None, condition_width=cond or None, condition_after=1).eval()
 
 
+@pytest.mark.parametrize("factored", [True, False])
 @pytest.mark.parametrize("cond", [0, 3])
 @pytest.mark.parametrize("k", [1, 4])
-def test_batched_regret_equals_the_one_at_a_time_loop(cond, k):
+def test_batched_regret_equals_the_one_at_a_time_loop(cond, k, factored):
     model = small_mlp(cond)
     x = torch.rand(12, 1, 4, 4).round()
     y = torch.arange(12) % 3 if cond else None
     kw = dict(steps=6, lr=5e-3, k=k)
-    batched = regret_scores(model, x, y, batch_size=5, generator=torch.Generator().manual_seed(1), **kw)
+    assert input_linear_index(model) == 1  # the factored path applies to this encoder
+    batched = regret_scores(model, x, y, batch_size=5, factored=factored, generator=torch.Generator().manual_seed(1), **kw)
     loop = regret_scores_loop(model, x, y, generator=torch.Generator().manual_seed(1), **kw)
     assert batched.abs().max() > 0.01  # the fine-tuning really changes the NLL
     torch.testing.assert_close(batched, loop, atol=REGRET_TOL, rtol=0)

@@ -20,6 +20,7 @@ from torch.func import functional_call, vmap
 from vaelab.model import VAE
 from vaelab.use.likelihood import Likelihood, default_likelihood, iw_nll_from_posterior, log_likelihood
 from vaelab.distributions import DiagonalGaussian
+from vaelab.use.regret_linear import input_linear_index, regret_batch_linear
 
 ENCODER_PREFIXES = ("encoder.", "mu_head.", "logvar_head.")
 
@@ -106,12 +107,15 @@ def regret_scores(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
     likelihood: Likelihood | None = None,
+    factored: bool = True,
 ) -> Tensor:
     """Likelihood regret per item in nats -> (N,): NLL(x; encoder) - NLL(x; encoder fine-tuned on x alone).
 
     steps, lr: Adam steps on the negative ELBO of that one input (one reparameterised draw per step).
     k: importance samples for the NLL before and after (the same noise both times); k=1 is the negative ELBO.
     batch_size: inputs optimised together (memory: batch_size x 3 x the encoder's parameters).
+    factored: when the encoder starts with an nn.Linear on the (flattened) input, keep that layer's per-input
+        weights in factored form (exact, see `regret_linear`); False stacks full copies of every layer.
     """
     _check(steps, lr, k)
     model.eval()
@@ -121,12 +125,23 @@ def regret_scores(
     names = [n for n, _ in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
     base = dict(model.named_parameters())
     enc = _Encode(model)
+    fast_idx = input_linear_index(model) if factored else None
     out = []
     with _frozen(model):
         for s in range(0, x.shape[0], batch_size):
             xb = x[s : s + batch_size]
             cb = None if c_all is None else c_all[s : s + batch_size]
             b = xb.shape[0]
+            if fast_idx is not None:
+                with torch.no_grad():
+                    before = iw_nll_from_posterior(model, model.encode(xb, cb), xb, cb, eps_eval[:, s : s + b], lik)
+                after = regret_batch_linear(
+                    model, fast_idx, xb, cb, eps_train[:, s : s + b], eps_eval[:, s : s + b], lr,
+                    loss_fn=lambda mean, logvar, e, xb=xb, cb=cb: _elbo_loss(model, mean, logvar, e, xb, cb, lik),
+                    nll_fn=lambda post, e, xb=xb, cb=cb: iw_nll_from_posterior(model, post, xb, cb, e, lik),
+                    adam_cls=_StackedAdam)
+                out.append((before - after).detach())
+                continue
             stacked = {n: base[n].detach().unsqueeze(0).repeat(b, *([1] * base[n].dim())).requires_grad_(True) for n in names}
 
             def one(params: dict[str, Tensor], x1: Tensor, c1: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,137 @@
+"""Likelihood regret with the encoder's input layer factored out: the batched fast path for encoders whose first
+parametrised layer is an nn.Linear fed a fixed function of the input (Flatten, plus the condition).
+
+Why it is exact: for one input, the gradient of that layer's weight is an outer product a_t u^T, with u the layer's
+input, fixed across the fine-tuning steps. Adam's moments are then m_t u^T and v_t (u^2)^T, where m_t, v_t are the
+moments of the bias gradient a_t, so each step's weight change applied to u is
+    dW_t u = -step_t * m_t * sum_k u_k^2 / (r_t |u_k| + eps),  r_t = sqrt(v_t) / sqrt(1 - beta2^t)
+per output unit: a (B, H) tensor per step instead of a (B, H, D) weight copy plus two Adam moments. The layers
+after it are fine-tuned as stacked copies under vmap, as in `regret.regret_scores`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from vaelab.distributions import DiagonalGaussian
+from vaelab.model import VAE, inject_condition
+
+F_CHUNK_ELEMENTS = 2**23  # (B', H, D) temporaries in the weight-update sum, about 32 MB
+
+
+def input_linear_index(model: VAE) -> int | None:
+    """Index of the encoder's first parametrised layer if it is an nn.Linear on a fixed function of (x, c)."""
+    for i, layer in enumerate(model.encoder):
+        if any(True for _ in layer.parameters(recurse=True)):
+            return i if isinstance(layer, nn.Linear) and model.condition_after <= i else None
+        if not isinstance(layer, (nn.Flatten, nn.Identity)):
+            return None
+    return None
+
+
+class _Rest(nn.Module):
+    """The encoder after layer `start`, then the posterior heads: (B, H) pre-activations -> (mean, logvar)."""
+
+    def __init__(self, vae: VAE, start: int):
+        super().__init__()
+        self.vae, self.start = vae, start
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        vae = self.vae
+        for layer in list(vae.encoder)[self.start + 1 :]:
+            h = layer(h)
+        if vae.mu_head is not None:
+            mean, logvar = vae.mu_head(h), vae.logvar_head(h)
+        else:
+            mean, logvar = torch.chunk(h, 2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+
+def _layer_input(model: VAE, idx: int, x: Tensor, c: Tensor | None) -> Tensor:
+    h = x
+    for j in range(idx):
+        if j == model.condition_after:
+            h = inject_condition(h, c)
+        h = model.encoder[j](h)
+    if model.condition_after == idx:
+        h = inject_condition(h, c)
+    return h
+
+
+def _distinct_values(u: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, D) -> (|u| values, weights) (B, Q): the distinct nonzero |u_k| of each row and count * value^2, padded
+    with zero weight, so sum_q w_q / (r v_q + eps) == sum_k u_k^2 / (r |u_k| + eps) (zeros add nothing).
+    8-bit images have at most 255 distinct nonzero values, usually far fewer than pixels."""
+    absu = u.abs()
+    rows = [torch.unique(a[a > 0], return_counts=True) for a in absu]
+    q = max(1, max(len(v) for v, _ in rows))
+    vals = torch.zeros(u.shape[0], q, dtype=u.dtype)
+    weights = torch.zeros(u.shape[0], q, dtype=u.dtype)
+    for i, (v, n) in enumerate(rows):
+        vals[i, : len(v)] = v
+        weights[i, : len(v)] = n.to(u.dtype) * v * v
+    return vals, weights
+
+
+def _weight_step_sum(r: Tensor, absu: Tensor, u2: Tensor, eps: float) -> Tensor:
+    """sum_k u2_k / (r_j absu_k + eps) -> (B, H), chunked over B."""
+    b, h = r.shape
+    d = absu.shape[1]
+    chunk = max(1, F_CHUNK_ELEMENTS // max(1, h * d))
+    out = []
+    for s in range(0, b, chunk):
+        denom = torch.baddbmm(torch.full((1, 1, 1), eps, dtype=r.dtype), r[s : s + chunk, :, None], absu[s : s + chunk, None, :])
+        out.append((u2[s : s + chunk, None, :] / denom).sum(-1))
+    return torch.cat(out)
+
+
+def regret_batch_linear(model: VAE, idx: int, xb: Tensor, cb: Tensor | None, eps_train: Tensor, eps_eval: Tensor,
+                        lr: float, loss_fn, nll_fn, adam_cls, betas=(0.9, 0.999), eps: float = 1e-8) -> Tensor:
+    """Regret for one batch (B,) with the factored input layer; `loss_fn(mean, logvar, eps)` -> (B,) negative ELBO,
+    `nll_fn(posterior, eps_eval)` -> (B,) NLL; `adam_cls` the stacked Adam for the other layers."""
+    layer: nn.Linear = model.encoder[idx]
+    b = xb.shape[0]
+    u = _layer_input(model, idx, xb, cb).detach()  # (B, D), fixed
+    if u.dim() != 2:
+        raise ValueError("factored regret needs a flat input to the first Linear")
+    absu, u2 = _distinct_values(u)
+    h0 = (u @ layer.weight.detach().T + (0 if layer.bias is None else layer.bias.detach())).detach()  # (B, H)
+    rest = _Rest(model, idx)
+    prefix = ("encoder.",)
+    names = [n for n, _ in model.named_parameters()
+             if (n.startswith(prefix) and int(n.split(".")[1]) > idx) or n.startswith(("mu_head.", "logvar_head."))]
+    base = dict(model.named_parameters())
+    stacked = {n: base[n].detach().unsqueeze(0).repeat(b, *([1] * base[n].dim())).requires_grad_(True) for n in names}
+
+    def one(params: dict[str, Tensor], h1: Tensor) -> tuple[Tensor, Tensor]:
+        mean, logvar = functional_call(rest, {"vae." + n: v for n, v in params.items()}, (h1.unsqueeze(0),))
+        return mean[0], logvar[0]
+
+    run_rest = vmap(one) if names else (lambda _p, h: rest(h))
+    adam = adam_cls(list(stacked.values()), lr) if names else None
+    m, v = torch.zeros_like(h0), torch.zeros_like(h0)  # Adam moments of the bias gradient (B, H)
+    c_w, c_b = torch.zeros_like(h0), torch.zeros_like(h0)  # (W_t - W_0) u and b_t - b_0
+    b1, b2 = betas
+    for t in range(1, eps_train.shape[0] + 1):
+        h = (h0 + c_w + c_b).requires_grad_(True)
+        mean, logvar = run_rest(stacked, h)
+        loss = loss_fn(mean, logvar, eps_train[t - 1]).sum()
+        grads = torch.autograd.grad(loss, [h, *stacked.values()])
+        with torch.no_grad():
+            a = grads[0]
+            m.lerp_(a, 1 - b1)
+            v.mul_(b2).addcmul_(a, a, value=1 - b2)
+            step_size = lr / (1 - b1**t)
+            r = v.sqrt().div_((1 - b2**t) ** 0.5)
+            if layer.bias is not None:
+                c_b.addcdiv_(m, r + eps, value=-step_size)
+            c_w.add_(m * _weight_step_sum(r, absu, u2, eps), alpha=-step_size)
+        if adam is not None:
+            adam.step(grads[1:])
+    with torch.no_grad():
+        mean, logvar = run_rest(stacked, h0 + c_w + c_b)
+        return nll_fn(DiagonalGaussian(mean, logvar), eps_eval)
+
+
+__all__ = ["input_linear_index", "regret_batch_linear"]
