@@ -52,16 +52,20 @@ def test_batched_regret_equals_the_one_at_a_time_loop(cond, k, factored):
                                nll_scores(small_mlp(cond), x, y, generator=torch.Generator().manual_seed(0)))
 
 
-def test_batched_regret_on_a_conv_encoder_with_batchnorm():
+@pytest.mark.parametrize("preset,shape,args", [("seed003-conv", (1, 28, 28), {}),
+                                               ("seed004-attention", (5,), {"dim": 8, "heads": 2, "ff": 16, "latent": 4})])
+def test_batched_regret_on_conv_and_attention_encoders(preset, shape, args):
     from vaelab.architecture import build_model
     from vaelab.config import ModelConfig
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(preset="seed003-conv"), (1, 28, 28)).eval()
-    x = torch.rand(4, 1, 28, 28)
+    model = build_model(ModelConfig(preset=preset, preset_args=args), shape).eval()
+    assert input_linear_index(model) is None  # the generic vmap path
+    x = torch.rand(4, *shape)
     a = regret_scores(model, x, steps=3, generator=torch.Generator().manual_seed(0))
     b = regret_scores_loop(model, x, steps=3, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, b, atol=REGRET_TOL * 10, rtol=1e-4)  # 784-pixel sums: larger absolute rounding
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
 
 
 def test_ranking_metrics_treat_ood_as_positive():

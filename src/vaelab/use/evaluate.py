@@ -55,9 +55,9 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
     from vaelab.losses import ssim
 
     model = run.model
+    y = labels_for(run, items, label)  # before anything is written: a bad label leaves the folder untouched
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    y = labels_for(run, items, label)
     c = model.condition_vector(y) if model.conditional else None
     x = items.x
     lik = default_likelihood(model, x)

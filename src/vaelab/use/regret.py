@@ -27,12 +27,17 @@ ENCODER_PREFIXES = ("encoder.", "mu_head.", "logvar_head.")
 
 @contextmanager
 def _frozen(model: nn.Module) -> Iterator[None]:
+    """Decoder (all) parameters frozen, and torch's fused attention fast path off: its kernel
+    (_transformer_encoder_layer_fwd) has neither a vmap rule nor a derivative. Both restored on exit."""
     flags = [p.requires_grad for p in model.parameters()]
+    fast = torch.backends.mha.get_fastpath_enabled()
     for p in model.parameters():
         p.requires_grad_(False)
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         yield
     finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
 
@@ -181,6 +186,11 @@ def regret_scores_loop(
     lik = likelihood or default_likelihood(model, x)
     c_all = model.condition_vector(y)
     eps_train, eps_eval = _noise(model, x, c_all, steps, k, generator)
+    with _frozen(model):  # the copies below re-enable their encoder's gradients
+        return _loop(model, x, c_all, eps_train, eps_eval, steps, lr, lik)
+
+
+def _loop(model, x, c_all, eps_train, eps_eval, steps, lr, lik) -> Tensor:
     out = []
     for i in range(x.shape[0]):
         xi = x[i : i + 1]
