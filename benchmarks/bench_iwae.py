@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import test_images, timed, train_mnist_mlp  # noqa: E402
+from _use_common import test_images, timed, train_mnist_mlp  # noqa: E402
 
 from vaelab.ood import nll_scores  # noqa: E402
 
