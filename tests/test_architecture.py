@@ -10,6 +10,7 @@ from vaelab.presets import PRESETS
 PRESET_SHAPES = {
     "examples-mlp": (1, 28, 28), "mlp": (88,), "seed000-mlp": (88,), "seed002-mlp": (1, 28, 28),
     "seed003-conv": (1, 28, 28), "seed001-sd": (3, 64, 64), "seed004-mlp": (5,), "seed004-attention": (5,),
+    "conv1d": (2, 32), "conv2d": (1, 28, 28), "conv3d": (1, 8, 8, 8),
 }
 SMALL_ARGS = {"seed001-sd": {"base": 32}}
 
