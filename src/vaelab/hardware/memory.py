@@ -2,7 +2,7 @@
 
 A step is forward + loss + backward + optimizer step, run twice so the optimizer's state exists (seed 001
 measured the forward pass only). On CUDA the peak is `torch.cuda.max_memory_allocated`; on CPU each probe runs
-in a fresh process and the peak is that process's `ru_maxrss` (the real resident high-water mark, which
+in a fresh process and the peak is that process's VmHWM (the real resident high-water mark, which
 includes the interpreter and torch themselves, ~0.3-0.5 GB, but not the training data set). The fit
 `peak(B) = fixed + per_sample * B` gives the largest B under `limit * (1 - margin)`; the chosen batch is then
 run once more to confirm the estimate (always on CUDA, on CPU with `confirm=True`).
@@ -124,7 +124,7 @@ def cuda_measure(cfg: Config, spec: dict[str, Any], device: torch.device) -> Mea
 
 
 def cpu_measure(cfg: Config, spec: dict[str, Any]) -> Measure:
-    """Peak resident bytes (ru_maxrss) of a fresh Python process running two training steps at a batch size."""
+    """Peak resident bytes (VmHWM) of a fresh Python process running two training steps at a batch size."""
     payload = {"config": cfg.to_dict(), "spec": spec}
 
     def measure(batch: int) -> int:
@@ -139,15 +139,31 @@ def cpu_measure(cfg: Config, spec: dict[str, Any]) -> Measure:
 
 
 def _probe_main() -> None:
-    import resource
-
     from vaelab.config import load_config
 
     req = json.loads(sys.stdin.read())
     cfg = load_config(req["config"])
     torch.manual_seed(0)
     build_step(cfg, req["spec"], torch.device("cpu"))(int(req["batch"]))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
+    print(peak_rss_bytes())
+
+
+def peak_rss_bytes() -> int:
+    """This process's resident high-water mark: VmHWM of its own memory map.
+
+    Not ru_maxrss where /proc exists: Linux carries the parent's high-water mark into ru_maxrss across
+    fork/exec, so a probe started by a large process (a test runner) would report the parent's size.
+    """
+    import resource
+
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 # ----------------------------------------------------------------------------- the fit
