@@ -101,3 +101,26 @@ def test_bad_k():
     model, b, cov = linear_gaussian_vae()
     with pytest.raises(ValueError, match="k must be"):
         nll_scores(model, sample_x(b, cov, n=2), k=0)
+
+
+def test_decoder_with_its_own_sigmoid_gets_a_bernoulli_likelihood():
+    """Seed 003 ends its decoder in Sigmoid: the NLL must be the Bernoulli one, as its BCE loss is."""
+    import torch
+
+    from vaelab.architecture import build_model
+    from vaelab.config import ModelConfig
+    from vaelab.use.likelihood import default_likelihood, nll
+
+    torch.manual_seed(0)
+    enc = ["Flatten", "Linear_16_8"]
+    own2 = build_model(ModelConfig(encoder=enc, decoder=["Linear_4_16", "Unflatten_1_4_4", "Sigmoid"]), (1, 4, 4))
+    # the same weights with sigmoid as the output activation instead
+    ref = build_model(ModelConfig(encoder=enc, decoder=["Linear_4_16", "Unflatten_1_4_4"]), (1, 4, 4), value_range=(0, 1))
+    ref.load_state_dict(own2.state_dict())
+    assert own2.output_activation == "identity" and ref.output_activation == "sigmoid"
+    x = torch.rand(6, 1, 4, 4).round()
+    assert default_likelihood(own2, x) == "bce"
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    a = nll(own2.eval(), x, k=1, generator=g1)
+    b = nll(ref.eval(), x, k=1, generator=g2)
+    assert torch.allclose(a, b, atol=1e-3)

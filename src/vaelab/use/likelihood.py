@@ -24,9 +24,15 @@ GAUSSIAN_SIGMA = math.sqrt(0.5)  # sum of squared errors == Gaussian NLL with si
 CHUNK_ELEMENTS = 2**24  # decoder outputs held at once (K_chunk * B * D floats), about 64 MB of float32
 
 
+def _decoder_ends_in_sigmoid(model: VAE) -> bool:
+    """Seed 003 writes its own final Sigmoid; then the decoder already outputs probabilities."""
+    return len(model.decoder) > 0 and isinstance(model.decoder[-1], torch.nn.Sigmoid)
+
+
 def default_likelihood(model: VAE, x: Tensor) -> Likelihood:
-    """Bernoulli for a sigmoid-output model on [0, 1] data, Gaussian otherwise."""
-    if model.output_activation == "sigmoid" and float(x.min()) >= 0.0 and float(x.max()) <= 1.0:
+    """Bernoulli for a model with sigmoid outputs on [0, 1] data, Gaussian otherwise."""
+    sigmoid_out = model.output_activation == "sigmoid" or _decoder_ends_in_sigmoid(model)
+    if sigmoid_out and float(x.min()) >= 0.0 and float(x.max()) <= 1.0:
         return "bce"
     return "mse"
 
@@ -35,6 +41,8 @@ def log_likelihood(model: VAE, z: Tensor, x: Tensor, c: Tensor | None, likelihoo
     """log p(x|z) per row of z (decoder units) -> (M,); x and c already repeated to M rows."""
     logits = model.decoder(inject_condition(z, c))
     if likelihood == "bce":
+        if model.output_activation != "sigmoid":  # the decoder gave probabilities
+            logits = torch.logit(logits.float().clamp(1e-7, 1 - 1e-7))
         return -bernoulli_nll(logits, x)
     return -gaussian_nll(model.activate(logits), x, GAUSSIAN_SIGMA)
 
