@@ -98,3 +98,10 @@ def test_seed001_mstruct_files(tmp_path):
         load_config({"model": {"encoder": str(tmp_path / "bad.mstruct"), "decoder": ["Linear_4_64"]}})
     with pytest.raises(ConfigError, match="neither a list of layer strings nor an existing"):
         load_config({"model": {"encoder": "nope.mstruct", "decoder": ["Linear_4_64"]}})
+
+
+def test_api_exports_every_command_function():
+    import vaelab.api as api
+
+    for name in api.__all__:
+        assert callable(getattr(api, name)) or isinstance(getattr(api, name), type), name

@@ -44,4 +44,26 @@ def check_config(
                        model.output_activation, recon)
 
 
-__all__ = ["Config", "load_config", "check_config", "CheckReport", "train", "load_run", "Run"]
+# Everything else the CLI does, imported on first use so that `import vaelab.api` stays light.
+_LAZY = {
+    "reconstruct": "vaelab.use.reconstruct", "compare": "vaelab.use.reconstruct",
+    "encode": "vaelab.use.codec", "decode": "vaelab.use.codec",
+    "sample": "vaelab.use.sampling", "interpolate": "vaelab.use.sampling",
+    "evaluate": "vaelab.use.evaluate", "ood": "vaelab.use.ood_run", "build_report": "vaelab.use.report",
+    "nll_scores": "vaelab.ood", "auroc": "vaelab.ood",
+    "load_data": "vaelab.data", "describe_dataset": "vaelab.data_report",
+    "make_shapes": "vaelab.synthetic", "make_amass": "vaelab.synthetic",
+    "run_search": "vaelab.search", "load_space": "vaelab.search", "search_report": "vaelab.search.report",
+    "recon_error_vs_bits": "vaelab.hardware.quantize",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vaelab.api' has no attribute {name!r}")
+
+
+__all__ = ["Config", "load_config", "check_config", "CheckReport", "train", "load_run", "Run", *_LAZY]
