@@ -42,9 +42,15 @@ class DistContext:
     def barrier(self) -> None:
         dist.barrier()
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Leave the group together: a rank tearing down gloo while another still writes its checkpoint
+        makes the other abort at exit ("terminate called without an active exception")."""
         if dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                if wait:  # not after an error: the other ranks may never arrive
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()
 
 
 def from_env(device_name: str = "auto") -> DistContext | None:
