@@ -327,10 +327,14 @@ def train(
 
     dist = distributed.from_env(config.train.device if config is not None else "auto")
     try:
-        return _train(config, out_dir, resume, overrides, bundle, on_epoch, dist)
-    finally:
+        run_dir = _train(config, out_dir, resume, overrides, bundle, on_epoch, dist)
+    except BaseException:
         if dist is not None:
-            dist.close()
+            dist.close(wait=False)
+        raise
+    if dist is not None:
+        dist.close()
+    return run_dir
 
 
 def _train(config, out_dir, resume, overrides, bundle, on_epoch, dist) -> Path:
