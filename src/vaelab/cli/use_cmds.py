@@ -146,6 +146,7 @@ def evaluate(
     tsne: bool = typer.Option(False, "--tsne", help="Seeded t-SNE for the latent embedding instead of PCA"),
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the run folder)"),
+    bits: str = typer.Option("32,8,6,4", "--bits", help="Latent bit widths for reconstruction error vs bits ('' for none)"),
 ) -> None:
     """Negative ELBO, reconstruction, KL, IW-NLL (K samples), SSIM, active units, KL per dim, MMD/Wasserstein
     for points; writes evaluation.json and figures, prints a table."""
@@ -153,7 +154,14 @@ def evaluate(
     from vaelab.use.inputs import open_run
 
     r = open_run(run)
-    res = ev(r, _items(r, data, data_path, input, limit), out or r.path, k=k, embedding="tsne" if tsne else "pca", seed=seed)
+    try:
+        widths = tuple(int(b) for b in bits.split(",") if b.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--bits takes integers separated by commas, e.g. 32,8,4; got {bits!r}") from None
+    if any(b != 32 and not 1 <= b <= 16 for b in widths):
+        raise typer.BadParameter(f"--bits: each width must be in 1..16 (or 32 for float), got {bits!r}")
+    res = ev(r, _items(r, data, data_path, input, limit), out or r.path, k=k, embedding="tsne" if tsne else "pca", seed=seed,
+             bits=widths)
     _print_table(f"{r.path.name}: {res.metrics['items']} items of {res.metrics['data']}", table_rows(res.metrics))
     typer.echo(str(res.path))
 

@@ -50,7 +50,7 @@ def _posterior_pass(run: Run, x, c, lik: str, generator: torch.Generator, batch_
 
 
 def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding: str = "pca", seed: int = 0,
-             label: int | None = None) -> Evaluation:
+             label: int | None = None, bits: tuple[int, ...] = (32, 8, 6, 4)) -> Evaluation:
     """Metrics of `run` on `items` (nats per item; the likelihood follows the run's loss, see vaelab.use.likelihood)."""
     from vaelab.losses import ssim
 
@@ -75,6 +75,11 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         "active_units": n_active, "latent_dims": int(kl_per_dim.numel()),
         "kl_per_dim": [round(float(v), 6) for v in kl_per_dim], "unit_variance": [round(v, 6) for v in unit_var],
     }
+    if bits:  # reconstruction error of the posterior mean quantized to each latent bit width
+        from vaelab.hardware.quantize import recon_error_vs_bits
+
+        for b, err in recon_error_vs_bits(model, x, [None if b >= 32 else b for b in bits], c=c).items():
+            m[f"mse_latent_{32 if b is None else b}bit"] = err
     shape = tuple(x.shape[1:])
     vr = items.value_range
     figures: list[Path] = []
