@@ -32,8 +32,8 @@ def run(model: dict, precision: str, epochs: int, limit: int, out: Path) -> dict
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--limit", type=int, default=3000)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--limit", type=int, default=10000)
     args = ap.parse_args()
     print(f"CPU training, MNIST first {args.limit}, {args.epochs} epochs, batch 128")
     print(f"{'model':22s} {'fp32 samples/s':>15s} {'bf16 samples/s':>15s} {'bf16/fp32':>10s} {'fp32 val loss':>14s} {'bf16 val loss':>14s} {'diff':>7s}")

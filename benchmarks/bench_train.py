@@ -90,7 +90,7 @@ def epoch_vaelab(trainer: Trainer) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mnist")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--bf16-epochs", type=int, default=5)
     args = ap.parse_args()
     torch.manual_seed(0)
