@@ -17,7 +17,8 @@ MAX_FIGURES = 60
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 pre{background:#f6f6f6;padding:1em;overflow:auto}figure{display:inline-block;margin:0.5em;vertical-align:top}
-figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.85em;color:#555}"""
+figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.85em;color:#555}
+img.small{width:320px;image-rendering:pixelated}"""
 
 
 def _table(rows, header=("metric", "value")) -> str:
@@ -27,9 +28,12 @@ def _table(rows, header=("metric", "value")) -> str:
 
 
 def _img(path: Path, root: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    raw = path.read_bytes()
+    data = base64.b64encode(raw).decode("ascii")
     name = html.escape(str(path.relative_to(root)))
-    return f'<figure><img alt="{name}" src="data:image/png;base64,{data}"><figcaption>{name}</figcaption></figure>'
+    width = int.from_bytes(raw[16:20], "big") if raw[12:16] == b"IHDR" else 1000  # PNG header
+    cls = ' class="small"' if width < 240 else ""  # raw image grids of 8x8 digits: show them enlarged, pixel-sharp
+    return f'<figure><img{cls} alt="{name}" src="data:image/png;base64,{data}"><figcaption>{name}</figcaption></figure>'
 
 
 def build_report(run: Run, out: Path | None = None) -> Path:
