@@ -100,9 +100,13 @@ class VAE(nn.Module):
         return DiagonalGaussian(mean, logvar)
 
     # ------------------------------------------------------------------- decoder
+    def logits_from_units(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder output before the output activation for z in decoder units: latent quantizer, condition, decoder."""
+        return self.decoder(inject_condition(self.quantize_latent(z), c))
+
     def decode_logits(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder output before the output activation, for a latent in scaled units."""
-        return self.decoder(inject_condition(self.quantize_latent(z / self.latent_scale), c))
+        return self.logits_from_units(z / self.latent_scale, c)
 
     def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return self._activate(self.decode_logits(z, c))
@@ -129,7 +133,7 @@ class VAE(nn.Module):
         """Decode n draws from the prior N(0, T^2 I), in the decoder's units (never divided by the scale)."""
         p = next(self.parameters())
         z = torch.randn((n, *self.latent_shape), generator=generator, device=p.device, dtype=p.dtype) * temperature
-        return self._activate(self.decoder(inject_condition(self.quantize_latent(z), c)))
+        return self._activate(self.logits_from_units(z, c))
 
     # -------------------------------------------------------------- quantization
     def quantize_latent(self, z: torch.Tensor) -> torch.Tensor:

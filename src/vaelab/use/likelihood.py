@@ -17,7 +17,7 @@ from torch import Tensor
 
 from vaelab.distributions import DiagonalGaussian, standard_normal_log_prob
 from vaelab.losses import bernoulli_nll, gaussian_nll
-from vaelab.model import VAE, inject_condition
+from vaelab.model import VAE
 
 Likelihood = Literal["bce", "mse"]
 GAUSSIAN_SIGMA = math.sqrt(0.5)  # sum of squared errors == Gaussian NLL with sigma^2 = 1/2, up to a constant
@@ -39,7 +39,7 @@ def default_likelihood(model: VAE, x: Tensor) -> Likelihood:
 
 def log_likelihood(model: VAE, z: Tensor, x: Tensor, c: Tensor | None, likelihood: Likelihood) -> Tensor:
     """log p(x|z) per row of z (decoder units) -> (M,); x and c already repeated to M rows."""
-    logits = model.decoder(inject_condition(z, c))
+    logits = model.logits_from_units(z, c)
     if likelihood == "bce":
         if model.output_activation != "sigmoid":  # the decoder gave probabilities
             logits = torch.logit(logits.float().clamp(1e-7, 1 - 1e-7))
