@@ -104,6 +104,7 @@ class Trainer:
         if tc.precision == "fp16" and device.type != "cuda":
             raise ConfigError("train.precision: fp16 needs a CUDA device (CPUs lack fast fp16 and gradient scaling); use bf16 on CPU")
         self.model = model.to(device)
+        self.data_meta = data_meta(bundle)  # fixed for the run; stored in every checkpoint
         self.dist = dist  # vaelab.hardware.distributed.DistContext under torchrun, else None
         self.is_main = dist is None or dist.is_main
         self.step_model = model  # what the training forward calls: DDP- and/or torch.compile-wrapped
@@ -135,7 +136,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else None, "history": s.history,
             "rng": {"torch": torch.get_rng_state(), "data": self.data_gen.get_state()},
             "early_stopping": {"best_val": s.best_val, "bad_epochs": s.bad_epochs, "stopped": s.stopped_early},
-            "data_meta": data_meta(self.bundle),
+            "data_meta": self.data_meta,
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
