@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -230,6 +231,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+_EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply one `dotted.key=value` in place; the value is parsed as YAML (so `false`, `[1, 2]`, `3e-4` work)."""
     key, sep, text = assignment.partition("=")
@@ -240,11 +244,8 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(ch in value for ch in "eE.") and value.strip() not in ("", ".") else value
-        except ValueError:
-            pass
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 3e-4 (an exponent without a dot) as a string
     parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
