@@ -12,9 +12,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def train_mnist_mlp(epochs: int = 2, limit: int = 4742, seed: int = 0):
     """examples-mlp (784-400-20, Bernoulli) on the first MNIST training images; returns the loaded Run."""
-    from vaelab.config import load_config
-    from vaelab.runs import load_run
-    from vaelab.train import train
+    from vaelab.core.config import load_config
+    from vaelab.training.runs import load_run
+    from vaelab.training.trainer import train
 
     cfg = load_config({"name": "bench-mnist-mlp", "seed": seed, "model": {"preset": "examples-mlp"},
                        "data": {"name": "mnist", "path": str(SHARED / "mnist"), "limit": limit},

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from vaelab.config import load_config
-from vaelab.hardware.memory import GB, build_step, cuda_measure, max_batch_for
+from vaelab.core.config import load_config
+from vaelab.training.memory import GB, build_step, cuda_measure, max_batch_for
 
 SPEC = {"shape": [3, 64, 64], "value_range": [0.0, 1.0], "num_classes": None, "cond_dim": None}
 

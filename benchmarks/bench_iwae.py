@@ -2,7 +2,7 @@
 
 Reference: pythae 0.1.2's `VAE.get_nll`, reimplemented here line by line (pythae is not installed: it would pull
 its own torch build): for each image, repeat it `batch_size`=100 times, encode the repeats, draw, decode, BCE on
-the probabilities, in K/100 chunks, then logsumexp. Ours (vaelab.ood.nll_scores): encode each batch once, draw
+the probabilities, in K/100 chunks, then logsumexp. Ours (vaelab.use.ood_scores.nll_scores): encode each batch once, draw
 all K samples at once, decode K*B rows in memory-bounded chunks. Both in torch.no_grad on the same model.
 Goal: >= 3x. Run: .venv/bin/python benchmarks/bench_iwae.py [--n 200] [--k 200]
 """
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _use_common import test_images, timed, train_mnist_mlp  # noqa: E402
 
-from vaelab.ood import nll_scores  # noqa: E402
+from vaelab.use.ood_scores import nll_scores  # noqa: E402
 
 
 @torch.no_grad()

@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vaelab.config import load_config
-from vaelab.runs import read_metrics
-from vaelab.train import train
+from vaelab.core.config import load_config
+from vaelab.training.runs import read_metrics
+from vaelab.training.trainer import train
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 PRESETS = {"mlp (examples-mlp)": {"preset": "examples-mlp"}, "conv (seed003-conv)": {"preset": "seed003-conv"}}

@@ -1,7 +1,7 @@
 """Latent bits (32 = float, 8, 6, 4) against reconstruction error on MNIST.
 
 Run: .venv/bin/python benchmarks/bench_quant_bits.py [--epochs 15] [--limit 4742]
-One MLP VAE trained in float; its posterior means quantized after training (vaelab.hardware.quantize.
+One MLP VAE trained in float; its posterior means quantized after training (vaelab.model.quantize.
 recon_error_vs_bits, range = the largest |mean| seen), and, as a second row, a model trained with the 4-bit
 quantizer in the loop (straight-through). Reference: the float (32-bit) error of the same model, same run.
 """
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from vaelab.config import load_config
+from vaelab.core.config import load_config
 from vaelab.data import load_data
-from vaelab.hardware.quantize import recon_error_vs_bits
-from vaelab.runs import load_run
-from vaelab.train import train
+from vaelab.model.quantize import recon_error_vs_bits
+from vaelab.training.runs import load_run
+from vaelab.training.trainer import train
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 BITS = [32, 8, 6, 4]

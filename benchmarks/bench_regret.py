@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _use_common import test_images, timed, train_mnist_mlp  # noqa: E402
 
-from vaelab.ood import auroc  # noqa: E402
+from vaelab.use.ood_scores import auroc  # noqa: E402
 from vaelab.use.regret import regret_scores, regret_scores_loop  # noqa: E402
 
 

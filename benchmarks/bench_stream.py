@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from vaelab.architecture import build_model
-from vaelab.config import ModelConfig
+from vaelab.model.build import build_model
+from vaelab.core.config import ModelConfig
 from vaelab.data import DataConfig, load_data
-from vaelab.losses import LossWeights, vae_loss
-from vaelab.synthetic import make_shapes
+from vaelab.training.losses import LossWeights, vae_loss
+from vaelab.data.synthetic import make_shapes
 
 
 def train_step(model, opt, x, weights) -> None:

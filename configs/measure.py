@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from vaelab.data import load_data
-from vaelab.runs import load_run, read_metrics
-from vaelab.train import LossSetup
+from vaelab.training.runs import load_run, read_metrics
+from vaelab.training.trainer import LossSetup
 
 
 @torch.no_grad()

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from vaelab.architecture import build_model
-from vaelab.config import ModelConfig
-from vaelab.errors import ModelError
-from vaelab.model import inject_condition
-from vaelab.presets import PRESETS
+from vaelab.model.build import build_model
+from vaelab.core.config import ModelConfig
+from vaelab.core.errors import ModelError
+from vaelab.model.vae import inject_condition
+from vaelab.model.presets import PRESETS
 
 PRESET_SHAPES = {
     "examples-mlp": (1, 28, 28), "mlp": (88,), "seed000-mlp": (88,), "seed002-mlp": (1, 28, 28),

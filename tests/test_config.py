@@ -1,7 +1,7 @@
 import pytest
 
-from vaelab.config import Config, apply_override, load_config
-from vaelab.errors import ConfigError
+from vaelab.core.config import Config, apply_override, load_config
+from vaelab.core.errors import ConfigError
 
 
 def test_defaults_validate():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vaelab.data import DataConfig, axis_angle_to_quat, export_quat_csv, load_data, quat_to_axis_angle
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 
 def rotmat(aa: np.ndarray) -> np.ndarray:

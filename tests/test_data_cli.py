@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from vaelab.cli.app import app
 from vaelab.data import DataConfig, load_data, quat_to_axis_angle
-from vaelab.data_report import describe_dataset
-from vaelab.errors import ConfigError, DataError
-from vaelab.synthetic import make_amass, make_shapes, synthetic_poses
+from vaelab.data.report import describe_dataset
+from vaelab.core.errors import ConfigError, DataError
+from vaelab.data.synthetic import make_amass, make_shapes, synthetic_poses
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist"

@@ -14,7 +14,7 @@ from vaelab.data import (
     describe,
     load_data,
 )
-from vaelab.errors import ConfigError, DataError
+from vaelab.core.errors import ConfigError, DataError
 
 
 def _index_table(tmp_path, n=200):

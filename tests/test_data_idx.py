@@ -10,7 +10,7 @@ import torch
 
 from vaelab.data import DataConfig, load_data, read_idx
 from vaelab.data.cifar import safe_load
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 

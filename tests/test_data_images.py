@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from vaelab.data import DataConfig, StreamSplit, list_images, load_data, load_image, load_pi, render_points
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 

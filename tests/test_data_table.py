@@ -5,7 +5,7 @@ import torch
 
 from vaelab.data import DataConfig, load_data
 from vaelab.data.table import detect_header
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 
 def _load(path, **options):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vaelab.distributions import DiagonalGaussian, standard_normal_log_prob
+from vaelab.model.distributions import DiagonalGaussian, standard_normal_log_prob
 
 
 def test_kl_hand_computed():

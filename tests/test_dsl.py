@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vaelab.dsl import REQUIRED, LayerSpec, Param, SpecError, expand, parse_list, parse_token
-from vaelab.registry import Registry
+from vaelab.core.dsl import REQUIRED, LayerSpec, Param, SpecError, expand, parse_list, parse_token
+from vaelab.core.registry import Registry
 
 SIGS: Registry = Registry("layer")
 SIGS.register("C2d", (Param("in"), Param("out"), Param("kernel"), Param("stride"), Param("padding")))

@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from conftest import tiny_config
-from vaelab.config import load_config
-from vaelab.train import train
+from vaelab.core.config import load_config
+from vaelab.training.trainer import train
 
 
 @pytest.fixture(scope="module")

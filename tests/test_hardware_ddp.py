@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vaelab.data.base import ArrayData
-from vaelab.errors import ConfigError
-from vaelab.hardware.distributed import ShardedSplit, check_split
-from vaelab.runs import read_metrics
+from vaelab.core.errors import ConfigError
+from vaelab.training.distributed import ShardedSplit, check_split
+from vaelab.training.runs import read_metrics
 
 CONFIG = """name: ddp
 seed: 3

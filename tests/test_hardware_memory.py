@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vaelab.config import load_config
-from vaelab.errors import ConfigError
-from vaelab.hardware import memory
-from vaelab.hardware.memory import GB, MB, choose_batch, max_batch_for
+from vaelab.core.config import load_config
+from vaelab.core.errors import ConfigError
+from vaelab.training import memory
+from vaelab.training.memory import GB, MB, choose_batch, max_batch_for
 
 
 def linear(fixed: float, per: float, calls: list | None = None):
@@ -70,7 +70,7 @@ def test_fp16_on_cpu_refused_by_the_probe():
 
 
 def test_train_batch_size_auto_uses_the_measured_batch(tmp_path, monkeypatch):
-    from vaelab.train import train
+    from vaelab.training.trainer import train
 
     seen = {}
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.config import load_config
-from vaelab.errors import ConfigError
-from vaelab.runs import read_metrics
-from vaelab.train import train
+from vaelab.core.config import load_config
+from vaelab.core.errors import ConfigError
+from vaelab.training.runs import read_metrics
+from vaelab.training.trainer import train
 
 
 def table_config(tmp_path, shape, preset, **train_opts):
@@ -24,7 +24,7 @@ def test_preset_trains_one_epoch_on_its_rank(tmp_path, preset, shape):
     run = train(table_config(tmp_path, shape, preset), tmp_path / "run")
     rows = read_metrics(run)
     assert len(rows) == 1 and np.isfinite(rows[0]["train_loss"])
-    from vaelab.runs import load_run
+    from vaelab.training.runs import load_run
 
     model = load_run(run).model
     assert model.input_shape == shape
@@ -39,8 +39,8 @@ def test_preset_on_the_wrong_rank_names_the_right_one(tmp_path):
 
 
 def test_bf16_on_cpu_trains_with_fp32_loss_terms(tmp_path):
-    from vaelab.architecture import build_model
-    from vaelab.train import LossSetup
+    from vaelab.model.build import build_model
+    from vaelab.training.trainer import LossSetup
 
     cfg = table_config(tmp_path, (1, 8, 8), "conv2d", precision="bf16")
     run = train(cfg, tmp_path / "run")
@@ -60,7 +60,7 @@ def test_fp16_on_cpu_is_refused_with_the_reason(tmp_path):
 
 
 def test_compile_reports_its_time_apart_and_matches_eager(tmp_path, monkeypatch):
-    from vaelab.hardware import compile as hw_compile
+    from vaelab.training import compile as hw_compile
 
     # the eager backend exercises the torch.compile path without a C++ toolchain run
     monkeypatch.setattr(hw_compile, "compile_model", lambda m, backend=None: torch.compile(m, backend="eager"))

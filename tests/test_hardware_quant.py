@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaelab.architecture import build_model
-from vaelab.config import load_config
-from vaelab.errors import ConfigError
-from vaelab.hardware.quantize import FSQ, UniformQuantizer, fake_quantize, recon_error_vs_bits
+from vaelab.model.build import build_model
+from vaelab.core.config import load_config
+from vaelab.core.errors import ConfigError
+from vaelab.model.quantize import FSQ, UniformQuantizer, fake_quantize, recon_error_vs_bits
 
 
 def model_with(quantize: dict, preset: str = "mlp", shape=(1, 8, 8)):
@@ -91,14 +91,14 @@ def test_latent_quantizer_used_in_forward_decode_and_sample():
 
 
 def test_recon_error_falls_with_bits_and_training_with_quantized_latent(tmp_path):
-    from vaelab.train import train
+    from vaelab.training.trainer import train
 
     cfg = load_config({"model": {"preset": "mlp", "preset_args": {"hidden": 32, "latent": 4},
                                  "quantize": {"latent": {"kind": "uniform", "bits": 6}}},
                        "data": {"name": "digits", "limit": 600}, "loss": {"kl_weight": 0.01},
                        "train": {"epochs": 8, "lr": 5e-3, "progress": False, "figures": False, "batch_size": 32}})
     run = train(cfg, tmp_path / "run")
-    from vaelab.runs import load_run
+    from vaelab.training.runs import load_run
 
     model = load_run(run).model
     assert model.latent_quantizer is not None

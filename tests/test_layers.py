@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from vaelab.dsl import REQUIRED, LayerSpec, Param, SpecError
-from vaelab.errors import ModelError
+from vaelab.core.dsl import REQUIRED, LayerSpec, Param, SpecError
+from vaelab.core.errors import ModelError
 from vaelab.layers import LAYERS, build_layer, build_sequential, describe_layers, parse_layers, signature_of
-from vaelab.registry import UnknownNameError
+from vaelab.core.registry import UnknownNameError
 
 SAME = "same"
 # per-sample output shape of each entry's example (worked out by hand from the layer's semantics)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from pytorch_msssim import ssim as msssim_ref
 
-from vaelab.distributions import DiagonalGaussian
-from vaelab.errors import ConfigError
-from vaelab.losses import (
+from vaelab.model.distributions import DiagonalGaussian
+from vaelab.core.errors import ConfigError
+from vaelab.training.losses import (
     LossTerms,
     LossWeights,
     bernoulli_nll,

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from use_runs import SHARED, train_family
-from vaelab.model import VAE
-from vaelab.ood import auprc, auroc, fpr_at_tpr, nll_scores
+from vaelab.model.vae import VAE
+from vaelab.use.ood_scores import auprc, auroc, fpr_at_tpr, nll_scores
 from vaelab.use.complexity import complexity_bits
 from vaelab.use.regret import regret_scores, regret_scores_loop
 from vaelab.use.regret_linear import input_linear_index
@@ -55,8 +55,8 @@ def test_batched_regret_equals_the_one_at_a_time_loop(cond, k, factored):
 @pytest.mark.parametrize("preset,shape,args", [("seed003-conv", (1, 28, 28), {}),
                                                ("seed004-attention", (5,), {"dim": 8, "heads": 2, "ff": 16, "latent": 4})])
 def test_batched_regret_on_conv_and_attention_encoders(preset, shape, args):
-    from vaelab.architecture import build_model
-    from vaelab.config import ModelConfig
+    from vaelab.model.build import build_model
+    from vaelab.core.config import ModelConfig
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(preset=preset, preset_args=args), shape).eval()

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from vaelab.errors import ConfigError, TrainingError
-from vaelab.optim import LR_SCHEDULERS, OPTIMIZERS, Stepper, make_optimizer, make_scheduler
+from vaelab.core.errors import ConfigError, TrainingError
+from vaelab.training.optim import LR_SCHEDULERS, OPTIMIZERS, Stepper, make_optimizer, make_scheduler
 
 SCHEDULER_NAMES = ["constant", "none", "steplr", "multisteplr", "exponential", "cosine", "cyclic", "plateau", "onecycle"]
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from vaelab.api import check_config
-from vaelab.architecture import build_model
-from vaelab.config import load_config
-from vaelab.runs import load_run, read_metrics
-from vaelab.synthetic import make_amass, make_shapes
-from vaelab.train import train
+from vaelab.model.build import build_model
+from vaelab.core.config import load_config
+from vaelab.training.runs import load_run, read_metrics
+from vaelab.data.synthetic import make_amass, make_shapes
+from vaelab.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from vaelab.errors import ConfigError
-from vaelab.schedules import SCHEDULES, make_schedule
+from vaelab.core.errors import ConfigError
+from vaelab.training.schedules import SCHEDULES, make_schedule
 
 
 def frange_cycle_linear(n_iter, start=0.0, stop=1.0, n_cycle=4, ratio=0.5):

@@ -11,8 +11,8 @@ import optuna
 import pytest
 import yaml
 
-from vaelab.errors import ConfigError
-from vaelab.runs import load_run
+from vaelab.core.errors import ConfigError
+from vaelab.training.runs import load_run
 from vaelab.search.report import search_report
 from vaelab.search.runner import open_study, run_search
 from vaelab.search.space import load_space

@@ -3,9 +3,9 @@ import copy
 
 import pytest
 
-from vaelab.architecture import build_model
-from vaelab.config import load_config
-from vaelab.errors import ConfigError, ModelError
+from vaelab.model.build import build_model
+from vaelab.core.config import load_config
+from vaelab.core.errors import ConfigError, ModelError
 from vaelab.search.space import encode_genes, load_space
 
 SPACE = {

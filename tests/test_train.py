@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from vaelab.checkpoint import load_checkpoint, save_checkpoint
-from vaelab.config import load_config
-from vaelab.errors import CheckpointError, ConfigError, TrainingError
-from vaelab.runs import load_run, read_metrics
-from vaelab.train import train
+from vaelab.core.checkpoint import load_checkpoint, save_checkpoint
+from vaelab.core.config import load_config
+from vaelab.core.errors import CheckpointError, ConfigError, TrainingError
+from vaelab.training.runs import load_run, read_metrics
+from vaelab.training.trainer import train
 
 
 def losses(run):
@@ -93,7 +93,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny):
             for p in trainer_model["m"].parameters():
                 p.data.fill_(float("nan"))
 
-    import vaelab.train as T
+    import vaelab.training.trainer as T
     trainer_model = {}
     orig = T.Trainer.__init__
 

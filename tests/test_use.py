@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from use_runs import train_family
 from vaelab.cli import app
-from vaelab.errors import CheckpointError, DataError
+from vaelab.core.errors import CheckpointError, DataError
 from vaelab.use.codec import decode_tensor, encode_tensor
 from vaelab.use.inputs import dataset_items, folder_items, open_run
 from vaelab.use.reconstruct import reconstruct_tensor

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from vaelab.model import VAE
-from vaelab.ood import nll_scores
+from vaelab.model.vae import VAE
+from vaelab.use.ood_scores import nll_scores
 from vaelab.use.likelihood import GAUSSIAN_SIGMA
 
 D, L = 5, 2
@@ -82,7 +82,7 @@ def test_chunked_over_k_equals_unchunked(monkeypatch):
 
 def test_bernoulli_elbo_matches_the_training_loss():
     """k=1 with the same posterior noise is exactly the summed BCE + analytic KL that training minimises."""
-    from vaelab.losses import vae_loss
+    from vaelab.training.losses import vae_loss
 
     torch.manual_seed(0)
     model = VAE(nn.Sequential(nn.Flatten(), nn.Linear(16, 8)), nn.Sequential(nn.Linear(4, 16), nn.Unflatten(1, (1, 4, 4))),
@@ -107,8 +107,8 @@ def test_decoder_with_its_own_sigmoid_gets_a_bernoulli_likelihood():
     """Seed 003 ends its decoder in Sigmoid: the NLL must be the Bernoulli one, as its BCE loss is."""
     import torch
 
-    from vaelab.architecture import build_model
-    from vaelab.config import ModelConfig
+    from vaelab.model.build import build_model
+    from vaelab.core.config import ModelConfig
     from vaelab.use.likelihood import default_likelihood, nll
 
     torch.manual_seed(0)

@@ -51,8 +51,8 @@ def train_family(name: str, tmp: Path) -> Path:
 
     if name in ("conv", "attention") and not SHARED.is_dir():
         pytest.skip(f"{SHARED} is not present (the {name} family trains on ../shared/data)")
-    from vaelab.config import load_config
-    from vaelab.train import train
+    from vaelab.core.config import load_config
+    from vaelab.training.trainer import train
 
     cfg = load_config(family_configs(tmp)[name])
     return Path(train(cfg, tmp / f"run-{name}"))

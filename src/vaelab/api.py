@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from vaelab.architecture import LayerRow, build_model
-from vaelab.config import Config, load_config
-from vaelab.runs import Run, load_run
-from vaelab.train import data_meta, train
+from vaelab.model.build import LayerRow, build_model
+from vaelab.core.config import Config, load_config
+from vaelab.training.runs import Run, load_run
+from vaelab.training.trainer import data_meta, train
 
 
 @dataclass
@@ -49,12 +49,12 @@ _LAZY = {
     "reconstruct": "vaelab.use.reconstruct", "compare": "vaelab.use.reconstruct",
     "encode": "vaelab.use.codec", "decode": "vaelab.use.codec",
     "sample": "vaelab.use.sampling", "interpolate": "vaelab.use.sampling",
-    "evaluate": "vaelab.use.evaluate", "ood": "vaelab.use.ood_run", "build_report": "vaelab.use.report",
-    "nll_scores": "vaelab.ood", "auroc": "vaelab.ood",
-    "load_data": "vaelab.data", "describe_dataset": "vaelab.data_report",
-    "make_shapes": "vaelab.synthetic", "make_amass": "vaelab.synthetic",
+    "evaluate": "vaelab.use.evaluate", "ood": "vaelab.use.ood", "build_report": "vaelab.use.report",
+    "nll_scores": "vaelab.use.ood_scores", "auroc": "vaelab.use.ood_scores",
+    "load_data": "vaelab.data", "describe_dataset": "vaelab.data.report",
+    "make_shapes": "vaelab.data.synthetic", "make_amass": "vaelab.data.synthetic",
     "run_search": "vaelab.search", "load_space": "vaelab.search", "search_report": "vaelab.search.report",
-    "recon_error_vs_bits": "vaelab.hardware.quantize",
+    "recon_error_vs_bits": "vaelab.model.quantize",
 }
 
 

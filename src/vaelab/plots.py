@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vaelab.checkpoint import atomic_write_bytes
+from vaelab.core.checkpoint import atomic_write_bytes
 
 
 def _plt():

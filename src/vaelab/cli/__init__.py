@@ -21,8 +21,8 @@ for _optional in ("use_cmds", "data_cmds", "search_cmds", "hardware_cmds"):
 
 
 def main() -> None:
-    from vaelab.errors import VaelabError
-    from vaelab.registry import UnknownNameError
+    from vaelab.core.errors import VaelabError
+    from vaelab.core.registry import UnknownNameError
 
     try:
         app()

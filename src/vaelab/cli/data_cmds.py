@@ -22,7 +22,7 @@ def describe(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
     """Size per split, shape, dtype, value range and label counts."""
-    from vaelab.data_report import describe_dataset, format_description
+    from vaelab.data.report import describe_dataset, format_description
 
     info = describe_dataset(target, path, overrides=list(set_ or []), options=list(option or []))
     typer.echo(json.dumps(info, indent=2) if as_json else format_description(info))
@@ -46,7 +46,7 @@ def make_shapes(
     seed: int = typer.Option(0, help="random seed; the same seed writes the same images"),
 ) -> None:
     """Write a deterministic folder of coloured shapes (circle/square/triangle subfolders) as PNGs."""
-    from vaelab.synthetic import SHAPES, make_shapes as write
+    from vaelab.data.synthetic import SHAPES, make_shapes as write
 
     out = write(folder, per_class=per_class, width=width, height=height, seed=seed)
     typer.echo(f"{out}  ({per_class * len(SHAPES)} images in {len(SHAPES)} classes)")
@@ -59,6 +59,6 @@ def make_amass(
     seed: int = typer.Option(0, help="random seed; the same seed writes the same arrays"),
 ) -> None:
     """Write a synthetic AMASS clip (poses (T,156), trans, betas(16), mocap_framerate, gender, dmpls)."""
-    from vaelab.synthetic import make_amass as write
+    from vaelab.data.synthetic import make_amass as write
 
     typer.echo(str(write(path, frames=frames, seed=seed)))

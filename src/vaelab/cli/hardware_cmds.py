@@ -19,8 +19,8 @@ def memory(
     confirm: Optional[bool] = typer.Option(None, "--confirm/--no-confirm", help="Run the chosen batch to check (default: on CUDA)"),
 ) -> None:
     """Measure a whole training step's peak memory at a few batch sizes and print the largest batch that fits."""
-    from vaelab.config import load_config
-    from vaelab.hardware.memory import memory_report
+    from vaelab.core.config import load_config
+    from vaelab.training.memory import memory_report
 
     cfg = load_config(config, list(set_ or []))
     report = memory_report(cfg, device=device, limit_gb=limit_gb, margin=margin, confirm=confirm)

@@ -24,8 +24,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder; --set train.epochs=N extends it"),
 ) -> None:
     """Train a VAE and print the run folder it wrote (checkpoint, metrics.jsonl, figures)."""
-    from vaelab.config import load_config
-    from vaelab.train import train as run_training
+    from vaelab.core.config import load_config
+    from vaelab.training.trainer import train as run_training
 
     if resume is not None:
         if config is not None:
@@ -82,7 +82,7 @@ def presets() -> None:
     """List the named architectures usable as model.preset, with their preset_args."""
     import inspect
 
-    from vaelab.presets import PRESETS
+    from vaelab.model.presets import PRESETS
 
     for e in PRESETS.entries():
         params = inspect.signature(e.obj).parameters

@@ -188,7 +188,7 @@ def ood(
     and complexity-corrected NLL (Serra et al. 2020); prints AUROC, AUPRC and FPR at 95% TPR, writes
     ood_scores.csv, ood.json and ood_roc.png."""
     from vaelab.use.inputs import dataset_items, open_run
-    from vaelab.use.ood_run import ood as run_ood
+    from vaelab.use.ood import ood as run_ood
 
     r = open_run(run)
     a = dataset_items(r, inside, limit=limit)

@@ -6,19 +6,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from vaelab.errors import ConfigError, DataError
-from vaelab.registry import Registry, UnknownNameError
+from vaelab.core.errors import ConfigError, DataError
+from vaelab.core.vocab import DATASETS, Options, dataset_options  # noqa: F401  (re-exported)
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
 Scale = Literal["01", "pm1"]
-
-
-class Options(BaseModel):
-    """Base for every dataset's options model: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class ImageOptions(Options):
@@ -165,38 +159,6 @@ class DataBundle:
 
 
 Loader = Callable[[Path | None, BaseModel], Source]
-DATASETS: Registry[Loader] = Registry("dataset")
-
-
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc)
-
-
-def dataset_options(name: str, raw: dict | BaseModel | None) -> BaseModel:
-    """Validate `raw` against the options model of dataset `name`; errors name `data.options.<key>`."""
-    try:
-        entry = DATASETS.entry(name)
-    except UnknownNameError as e:
-        raise ConfigError(f"data.name: {e}") from None
-    model: type[BaseModel] = entry.meta.get("options", Options)
-    if isinstance(raw, model):
-        return raw
-    if isinstance(raw, BaseModel):
-        raw = raw.model_dump(exclude_unset=True)
-    try:
-        return model.model_validate(raw or {})
-    except ValidationError as e:
-        valid = list(model.model_fields)
-        lines = []
-        for err in e.errors():
-            key = f"data.options.{_loc(err['loc'])}"
-            if err["type"] == "extra_forbidden":
-                bad = str(err["loc"][0])
-                hint = UnknownNameError(f"{name} option", bad, valid).args[0]
-                lines.append(f"{key}: {hint}" if valid else f"{key}: dataset {name!r} takes no options")
-            else:
-                lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("; ".join(lines)) from None
 
 
 def require_path(path: Path | None, name: str, what: str) -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vaelab.data.base import DATASETS, ArrayData, ImageOptions, Source, rescale01, require_path, scale_range
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TEST = ["test_batch"]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vaelab.data.base import DATASETS, ArrayData, ImageOptions, Source, rescale01, require_path, scale_range
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 SPLITS = {"train": "train", "t10k": "test"}
 IMAGES, LABELS = "-images-idx3-ubyte", "-labels-idx1-ubyte"

@@ -26,7 +26,7 @@ from vaelab.data.base import (
     require_path,
     scale_range,
 )
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from vaelab.data.base import DATASETS, ArrayData, Options, Source, require_path
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 SIDE = 300  # the seed image is 300 x 300; coordinates are divided by this
 

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from vaelab.data.base import DATASETS, ArrayData, Options, Source, require_path
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 
 
 class TableOptions(Options):

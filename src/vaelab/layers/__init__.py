@@ -11,44 +11,17 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from vaelab import dsl
-from vaelab.dsl import LayerSpec, Param, SpecError
-from vaelab.errors import ModelError
+from vaelab.core import dsl
+from vaelab.core.dsl import LayerSpec, Param, SpecError
+from vaelab.core.errors import ModelError
 from vaelab.layers import attention, basic, blocks, conv, norm, tokens, torchnn
-from vaelab.registry import Registry
+from vaelab.core.layer_specs import parse_layers, signature_of
+from vaelab.core.vocab import LAYERS
 
 __all__ = ["LAYERS", "signature_of", "parse_layers", "build_layer", "build_sequential", "describe_layers"]
 
-LAYERS: Registry = Registry("layer")
 for _module in (basic, norm, conv, blocks, attention, tokens, torchnn):
     _module.register(LAYERS)
-
-
-def signature_of(name: str) -> tuple[Param, ...]:
-    """The parameters of layer type `name` (raises UnknownNameError naming close matches)."""
-    return LAYERS.entry(name).meta["params"]
-
-
-def _adapt(item: Any, where: str) -> Any:
-    if not (isinstance(item, Mapping) and len(item) == 1):
-        return item
-    (name, body), = item.items()
-    if name not in LAYERS or not isinstance(body, Mapping):
-        return item
-    adapt = LAYERS.entry(name).meta.get("adapt_mapping")
-    if adapt is None:
-        return item
-    try:
-        return {name: adapt(dict(body))}
-    except SpecError as e:
-        raise SpecError(f"{where} {e}") from None
-
-
-def parse_layers(items: Sequence[Any], where: str) -> list[LayerSpec]:
-    """Parse layer strings / mappings into LayerSpecs; errors name `where[i]` and the token."""
-    if isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
-        items = [_adapt(item, f"{where}[{i}]") for i, item in enumerate(items)]
-    return dsl.parse_list(items, signature_of, where)
 
 
 def build_layer(spec: LayerSpec) -> nn.Module:

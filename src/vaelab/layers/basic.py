@@ -5,9 +5,9 @@ from typing import Any
 
 from torch import nn
 
-from vaelab.dsl import Param, SpecError
+from vaelab.core.dsl import Param, SpecError
 from vaelab.layers.checks import positive, probability
-from vaelab.registry import Registry
+from vaelab.core.registry import Registry
 
 # name, class, doc: activations without arguments
 _ACTIVATIONS = (

@@ -4,12 +4,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from vaelab.dsl import Param
-from vaelab.errors import ModelError
+from vaelab.core.dsl import Param
+from vaelab.core.errors import ModelError
 from vaelab.layers.checks import positive
 from vaelab.layers.conv import CONV
 from vaelab.layers.norm import block_group_norm
-from vaelab.registry import Registry
+from vaelab.core.registry import Registry
 
 
 class ResidualBlock(nn.Module):

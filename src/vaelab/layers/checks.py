@@ -1,7 +1,7 @@
 """Argument checks shared by the layer builders; `build_layer` prefixes the failing token to each message."""
 from __future__ import annotations
 
-from vaelab.errors import ModelError
+from vaelab.core.errors import ModelError
 
 
 def positive(**values: int) -> None:

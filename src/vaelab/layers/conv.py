@@ -5,10 +5,10 @@ from typing import Callable
 
 from torch import nn
 
-from vaelab.dsl import Param
-from vaelab.errors import ModelError
+from vaelab.core.dsl import Param
+from vaelab.core.errors import ModelError
 from vaelab.layers.checks import non_negative, positive
-from vaelab.registry import Registry
+from vaelab.core.registry import Registry
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}

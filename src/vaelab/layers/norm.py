@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from vaelab.dsl import Param
-from vaelab.errors import ModelError
+from vaelab.core.dsl import Param
+from vaelab.core.errors import ModelError
 from vaelab.layers.checks import divisors, positive
-from vaelab.registry import Registry
+from vaelab.core.registry import Registry
 
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 

@@ -6,10 +6,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vaelab.dsl import Param
-from vaelab.errors import ModelError
+from vaelab.core.dsl import Param
+from vaelab.core.errors import ModelError
 from vaelab.layers.checks import divisors, positive, probability
-from vaelab.registry import Registry
+from vaelab.core.registry import Registry
 
 
 class FeatureTokens(nn.Module):

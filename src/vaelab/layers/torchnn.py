@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from vaelab.dsl import Param
+from vaelab.core.dsl import Param
 from vaelab.layers.conv import CONV, CONV_T
-from vaelab.registry import Registry
+from vaelab.core.registry import Registry
 
 _SHAPE = {1: (2, 12), 2: (2, 8, 8), 3: (2, 6, 6, 6)}
 _HEAD = (Param("in_channels"), Param("out_channels"), Param("kernel_size"), Param("stride", int, 1),

@@ -1,7 +1,7 @@
 """Objectives a search can minimise or maximise, each a function of one trained trial.
 
 Registry entries: `OBJECTIVES.register(name, fn, direction=..., doc=...)` with `fn(ctx, **options) -> float`.
-Likelihood scores come from `vaelab.ood` (`nll_scores`, `auroc`); until that module exists, the negative ELBO
+Likelihood scores come from `vaelab.use.ood_scores` (`nll_scores`, `auroc`); until that module exists, the negative ELBO
 (one posterior sample) and scikit-learn's ROC AUC stand in.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any, Callable
 
 import torch
 
-from vaelab.config import Config
+from vaelab.core.config import Config
 from vaelab.data import DataBundle
-from vaelab.errors import ConfigError
-from vaelab.model import VAE
-from vaelab.registry import Registry
+from vaelab.core.errors import ConfigError
+from vaelab.model.vae import VAE
+from vaelab.core.registry import Registry
 
 ObjectiveFn = Callable[..., float]
 OBJECTIVES: Registry[ObjectiveFn] = Registry("objective")
@@ -46,9 +46,9 @@ def _val(ctx: TrialContext, samples: int | None) -> tuple[torch.Tensor, torch.Te
 
 
 def _scores(ctx: TrialContext, x: torch.Tensor, y, k: int) -> torch.Tensor:
-    """Per-sample negative log-likelihood estimate (N,): vaelab.ood's importance-weighted NLL when available."""
+    """Per-sample negative log-likelihood estimate (N,): vaelab.use.ood_scores's importance-weighted NLL when available."""
     try:
-        from vaelab.ood import nll_scores
+        from vaelab.use.ood_scores import nll_scores
     except ImportError:
         nll_scores = None
     if nll_scores is not None:
@@ -58,8 +58,8 @@ def _scores(ctx: TrialContext, x: torch.Tensor, y, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _neg_elbo_scores(ctx: TrialContext, x: torch.Tensor, y) -> torch.Tensor:
-    from vaelab.losses import LossWeights, vae_loss
-    from vaelab.train import LossSetup
+    from vaelab.training.losses import LossWeights, vae_loss
+    from vaelab.training.trainer import LossSetup
 
     model = ctx.model.eval()
     setup = LossSetup.from_config(ctx.config, model, ctx.bundle.value_range)
@@ -76,7 +76,7 @@ def _neg_elbo_scores(ctx: TrialContext, x: torch.Tensor, y) -> torch.Tensor:
 
 def _auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
     try:
-        from vaelab.ood import auroc
+        from vaelab.use.ood_scores import auroc
     except ImportError:
         auroc = None
     if auroc is not None:
@@ -135,7 +135,7 @@ def ood(ctx: TrialContext, *, data: dict[str, Any] | None = None, corruption: st
 
 def _ood_data(ctx: TrialContext, data: dict[str, Any], samples: int | None) -> torch.Tensor:
     from vaelab.data import load_data
-    from vaelab.data.config import DataConfig
+    from vaelab.core.data_config import DataConfig
 
     key = "ood_data"
     if key not in ctx.cache:

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from vaelab.errors import ConfigError
-from vaelab.registry import Registry
+from vaelab.core.errors import ConfigError
+from vaelab.core.registry import Registry
 
 PRUNERS: Registry[Callable[..., optuna.pruners.BasePruner]] = Registry("pruner")
 PRUNERS.register("median", optuna.pruners.MedianPruner, doc="stop below the median curve (n_startup_trials, n_warmup_steps)")

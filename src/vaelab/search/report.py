@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from vaelab.errors import ConfigError
+from vaelab.core.errors import ConfigError
 from vaelab.search.runner import SPACE_NAME, open_study
 from vaelab.search.sampler import PREDICTED_ATTR, trial_generation
 from vaelab.search.space import SearchSpace, load_space

@@ -19,9 +19,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from vaelab.config import load_config
+from vaelab.core.config import load_config
 from vaelab.data import DataBundle, load_data
-from vaelab.errors import ConfigError, TrainingError
+from vaelab.core.errors import ConfigError, TrainingError
 from vaelab.search.objectives import TrialContext, evaluate_objectives
 from vaelab.search.pruning import CURVE_ATTR, EpochPruner, make_pruner
 from vaelab.search.sampler import PREDICTED_ATTR, make_sampler
@@ -159,8 +159,8 @@ def _finish(trial: optuna.Trial, curve: list[float], t0: float) -> None:
 
 def _run_trial(trial: optuna.Trial, space: SearchSpace, bundle: DataBundle, folder: Path, sampler, pruner,
                study: optuna.Study, curve: list[float]) -> list[float]:
-    from vaelab.runs import load_run
-    from vaelab.train import train
+    from vaelab.training.runs import load_run
+    from vaelab.training.trainer import train
 
     genes = suggest(trial, space)
     hook = getattr(sampler, "surrogate_hook", None)

@@ -16,9 +16,9 @@ from typing import Any, Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vaelab.config import apply_override, format_validation_error, read_yaml
-from vaelab.data.config import DataConfig
-from vaelab.errors import ConfigError
+from vaelab.core.config import apply_override, format_validation_error, read_yaml
+from vaelab.core.data_config import DataConfig
+from vaelab.core.errors import ConfigError
 
 
 class Strict(BaseModel):
@@ -227,7 +227,7 @@ def _widths(t: Template, value, key: str) -> list[int]:
 
 
 def _mlp_layers(t: Template, value, shape: tuple[int, ...]) -> dict[str, Any]:
-    from vaelab.presets import mlp
+    from vaelab.model.presets.seeds import mlp
 
     latent = _positive_int(value(t.latent), "latent")
     return mlp(shape, 0, hidden=_widths(t, value, "hidden"), latent=latent, activation=str(value(t.activation)))

@@ -16,7 +16,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from vaelab.errors import ConfigError
+from vaelab.core.errors import ConfigError
 
 JOURNAL_NAME = "study.journal"
 STORAGE_NOTE = "storage.txt"  # the URL of an external storage, so `search-report DIR` finds it

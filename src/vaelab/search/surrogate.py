@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from vaelab.errors import ConfigError
-from vaelab.registry import Registry
+from vaelab.core.errors import ConfigError
+from vaelab.core.registry import Registry
 
 SURROGATES: Registry[Callable[[int], Any]] = Registry("surrogate model")
 

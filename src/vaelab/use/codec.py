@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.errors import DataError
-from vaelab.runs import Run
+from vaelab.core.errors import DataError
+from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, check_shape, labels_for
 from vaelab.use.outputs import write_item_images, write_npy, write_npz
 

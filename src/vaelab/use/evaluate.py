@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab.checkpoint import atomic_write_text
+from vaelab.core.checkpoint import atomic_write_text
 from vaelab.plots import _plt, is_image_shape, loss_curves, save_figure, scatter_points, to_display
-from vaelab.runs import Run
+from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
 from vaelab.use.likelihood import default_likelihood, log_likelihood, nll
 from vaelab.use.metrics import active_units, embed_2d, mmd_rbf, wasserstein_per_dim
@@ -52,7 +52,7 @@ def _posterior_pass(run: Run, x, c, lik: str, generator: torch.Generator, batch_
 def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding: str = "pca", seed: int = 0,
              label: int | None = None, bits: tuple[int, ...] = (32, 8, 6, 4)) -> Evaluation:
     """Metrics of `run` on `items` (nats per item; the likelihood follows the run's loss, see vaelab.use.likelihood)."""
-    from vaelab.losses import ssim
+    from vaelab.training.losses import ssim
 
     model = run.model
     y = labels_for(run, items, label)  # before anything is written: a bad label leaves the folder untouched
@@ -76,7 +76,7 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         "kl_per_dim": [round(float(v), 6) for v in kl_per_dim], "unit_variance": [round(v, 6) for v in unit_var],
     }
     if bits:  # reconstruction error of the posterior mean quantized to each latent bit width
-        from vaelab.hardware.quantize import recon_error_vs_bits
+        from vaelab.model.quantize import recon_error_vs_bits
 
         for b, err in recon_error_vs_bits(model, x, [None if b >= 32 else b for b in bits], c=c).items():
             m[f"mse_latent_{32 if b is None else b}bit"] = err

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vaelab.errors import CheckpointError, DataError
-from vaelab.runs import Run, load_run
+from vaelab.core.errors import CheckpointError, DataError
+from vaelab.training.runs import Run, load_run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -46,7 +46,7 @@ class Items:
 
 def parse_data_spec(spec: str, data_path: str | Path | None = None):
     """`NAME`, `NAME:PATH` or a YAML file with a data section -> DataConfig."""
-    from vaelab.config import read_yaml
+    from vaelab.core.config import read_yaml
     from vaelab.data.config import DataConfig
 
     p = Path(spec)

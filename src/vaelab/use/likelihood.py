@@ -15,9 +15,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from vaelab.distributions import DiagonalGaussian, standard_normal_log_prob
-from vaelab.losses import bernoulli_nll, gaussian_nll
-from vaelab.model import VAE
+from vaelab.model.distributions import DiagonalGaussian, standard_normal_log_prob
+from vaelab.training.losses import bernoulli_nll, gaussian_nll
+from vaelab.model.vae import VAE
 
 Likelihood = Literal["bce", "mse"]
 GAUSSIAN_SIGMA = math.sqrt(0.5)  # sum of squared errors == Gaussian NLL with sigma^2 = 1/2, up to a constant

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.checkpoint import atomic_write_bytes
+from vaelab.core.checkpoint import atomic_write_bytes
 from vaelab.plots import is_image_shape, make_grid, to_display
 
 

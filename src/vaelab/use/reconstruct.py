@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vaelab.errors import DataError
-from vaelab.runs import Run
+from vaelab.core.errors import DataError
+from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, check_shape, labels_for
 from vaelab.use.outputs import alternating_rows, render_items, write_grid, write_item_images, write_npy
 

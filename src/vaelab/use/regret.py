@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from vaelab.model import VAE
+from vaelab.model.vae import VAE
 from vaelab.use.likelihood import Likelihood, default_likelihood, iw_nll_from_posterior, log_likelihood
-from vaelab.distributions import DiagonalGaussian
+from vaelab.model.distributions import DiagonalGaussian
 from vaelab.use.regret_linear import input_linear_index, regret_batch_linear
 
 ENCODER_PREFIXES = ("encoder.", "mu_head.", "logvar_head.")

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from vaelab.distributions import DiagonalGaussian
-from vaelab.model import VAE, inject_condition
+from vaelab.model.distributions import DiagonalGaussian
+from vaelab.model.vae import VAE, inject_condition
 
 F_CHUNK_ELEMENTS = 2**23  # (B', H, D) temporaries in the weight-update sum, about 32 MB
 

@@ -7,9 +7,9 @@ import html
 import json
 from pathlib import Path
 
-from vaelab.checkpoint import atomic_write_text
+from vaelab.core.checkpoint import atomic_write_text
 from vaelab.plots import loss_curves
-from vaelab.runs import Run, read_metrics
+from vaelab.training.runs import Run, read_metrics
 from vaelab.use.evaluate import EVALUATION_NAME, table_rows
 
 REPORT_NAME = "report.html"

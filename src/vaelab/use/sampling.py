@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.errors import DataError
+from vaelab.core.errors import DataError
 from vaelab.plots import is_image_shape, save_grid, to_display
-from vaelab.runs import Run
+from vaelab.training.runs import Run
 from vaelab.use.inputs import check_label, load_items, Items, folder_items
 from vaelab.use.outputs import render_point_cloud, write_grid, write_npy, write_png
 

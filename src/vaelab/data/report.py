@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vaelab.errors import ConfigError
+from vaelab.core.errors import ConfigError
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def describe_dataset(
     """
     from pydantic import ValidationError
 
-    from vaelab.config import load_config
+    from vaelab.core.config import load_config
     from vaelab.data import DATASETS, DataConfig, describe, load_data
 
     target_s = str(target)

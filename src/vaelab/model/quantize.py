@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from vaelab.errors import ConfigError
-from vaelab.hardware.qconfig import MAX_BITS, LatentQuantConfig, QuantizeConfig, check_bits
+from vaelab.core.errors import ConfigError
+from vaelab.core.quant_config import MAX_BITS, LatentQuantConfig, QuantizeConfig, check_bits
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:

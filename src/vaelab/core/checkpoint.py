@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from vaelab.errors import CheckpointError
+from vaelab.core.errors import CheckpointError
 
 FORMAT = "vaelab-checkpoint"
 VERSION = 1

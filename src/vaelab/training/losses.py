@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim as _msssim_ssim
 from torch import Tensor
 
-from vaelab.distributions import DiagonalGaussian
-from vaelab.errors import ConfigError
+from vaelab.model.distributions import DiagonalGaussian
+from vaelab.core.errors import ConfigError
 
 Reduction = Literal["sum", "mean"]
 ReconKind = Literal["bce", "mse"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -32,10 +33,18 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Maps names to objects with metadata; `get` suggests close names on a miss."""
 
-    def __init__(self, kind: str, *, case_sensitive: bool = True):
+    def __init__(self, kind: str, *, case_sensitive: bool = True, populate: str | None = None):
+        """`populate` names the module whose import registers the entries (imported on first lookup), so a
+        lower layer (the config) can look names up without importing the layer that defines them."""
         self.kind = kind
         self.case_sensitive = case_sensitive
         self._entries: dict[str, Entry[T]] = {}
+        self._populate = populate
+
+    def _ensure(self) -> None:
+        if self._populate is not None:
+            module, self._populate = self._populate, None
+            importlib.import_module(module)
 
     def _key(self, name: str) -> str:
         return name if self.case_sensitive else name.lower()
@@ -53,6 +62,7 @@ class Registry(Generic[T]):
         return add(obj) if obj is not None else add
 
     def entry(self, name: str) -> Entry[T]:
+        self._ensure()
         try:
             return self._entries[self._key(name)]
         except KeyError:
@@ -62,13 +72,17 @@ class Registry(Generic[T]):
         return self.entry(name).obj
 
     def names(self) -> list[str]:
+        self._ensure()
         return [e.name for e in self._entries.values()]
 
     def entries(self) -> Iterator[Entry[T]]:
+        self._ensure()
         return iter(list(self._entries.values()))
 
     def __contains__(self, name: object) -> bool:
+        self._ensure()
         return isinstance(name, str) and self._key(name) in self._entries
 
     def __len__(self) -> int:
+        self._ensure()
         return len(self._entries)

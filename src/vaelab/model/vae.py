@@ -2,7 +2,7 @@
 
 Variants are parameters: the encoder/decoder layer lists, optional separate posterior heads, a latent scale
 factor, the output activation and an optional condition. The architecture (shape checks, presets) is built in
-`vaelab.architecture`; this file only runs it.
+`vaelab.model.build`; this file only runs it.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelab.distributions import DiagonalGaussian
+from vaelab.model.distributions import DiagonalGaussian
 
 OUTPUT_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": lambda t: t}
 
@@ -64,7 +64,7 @@ class VAE(nn.Module):
         self.condition_kind = condition_kind
         self.condition_width = condition_width
         self.condition_after = condition_after  # encoder layers (leading Flatten) before the condition joins
-        self.latent_quantizer = latent_quantizer  # vaelab.hardware.quantize: applied to every latent the decoder sees
+        self.latent_quantizer = latent_quantizer  # vaelab.model.quantize: applied to every latent the decoder sees
 
     # ----------------------------------------------------------------- condition
     @property

@@ -8,10 +8,10 @@ from typing import Any, Callable, Iterable, Literal
 import torch
 from torch.optim import lr_scheduler as lrs
 
-from vaelab.errors import ConfigError, TrainingError
-from vaelab.registry import Registry, UnknownNameError
+from vaelab.core.errors import ConfigError, TrainingError
+from vaelab.core.registry import UnknownNameError
+from vaelab.core.vocab import LR_SCHEDULERS, OPTIMIZERS
 
-OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer", case_sensitive=False)
 OPTIMIZERS.register("adam", torch.optim.Adam, doc="torch.optim.Adam")
 OPTIMIZERS.register("adamw", torch.optim.AdamW, doc="torch.optim.AdamW (decoupled weight decay)")
 OPTIMIZERS.register("sgd", torch.optim.SGD, doc="torch.optim.SGD")
@@ -80,7 +80,6 @@ def _has_momentum(opt: torch.optim.Optimizer) -> bool:
     return float(opt.defaults.get("momentum", 0.0) or 0.0) > 0.0
 
 
-LR_SCHEDULERS: Registry[SchedulerSpec] = Registry("lr scheduler", case_sensitive=False)
 _SPECS = {
     "constant": SchedulerSpec(None, "epoch", doc="no schedule: the learning rate stays at train.lr"),
     "steplr": SchedulerSpec(lrs.StepLR, "epoch", lambda o, e, s: {"step_size": max(1, e // 3)},

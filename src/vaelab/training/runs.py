@@ -14,9 +14,9 @@ from typing import Any
 import torch
 import yaml
 
-from vaelab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
-from vaelab.config import Config, load_config
-from vaelab.errors import CheckpointError
+from vaelab.core.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
+from vaelab.core.config import Config, load_config
+from vaelab.core.errors import CheckpointError
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
@@ -78,7 +78,7 @@ class Run:
 
 def load_run(path: str | Path, *, device: str | torch.device = "cpu", use_ema: bool = True) -> Run:
     """Rebuild the model of a run folder (or a checkpoint file) and load its weights; EMA weights when present."""
-    from vaelab.architecture import build_model
+    from vaelab.model.build import build_model
 
     p = Path(path)
     ckpt = load_checkpoint(p, map_location=device)

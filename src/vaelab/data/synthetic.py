@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelab.errors import ConfigError
+from vaelab.core.errors import ConfigError
 
 SHAPES = ("circle", "square", "triangle")
 SMPLH_JOINTS = 52  # poses columns = 3 * 52 = 156

@@ -16,16 +16,16 @@ from typing import Any, Callable
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from vaelab.architecture import build_model
-from vaelab.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from vaelab.config import Config
+from vaelab.model.build import build_model
+from vaelab.core.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vaelab.core.config import Config
 from vaelab.data import DataBundle, load_data
-from vaelab.errors import ConfigError, TrainingError
-from vaelab.losses import LossWeights, vae_loss
-from vaelab.model import VAE
-from vaelab.optim import make_optimizer, make_scheduler
-from vaelab.runs import append_metrics, default_run_dir, read_run_config, write_config, write_metrics
-from vaelab.schedules import make_schedule
+from vaelab.core.errors import ConfigError, TrainingError
+from vaelab.training.losses import LossWeights, vae_loss
+from vaelab.model.vae import VAE
+from vaelab.training.optim import make_optimizer, make_scheduler
+from vaelab.training.runs import append_metrics, default_run_dir, read_run_config, write_config, write_metrics
+from vaelab.training.schedules import make_schedule
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -105,11 +105,11 @@ class Trainer:
             raise ConfigError("train.precision: fp16 needs a CUDA device (CPUs lack fast fp16 and gradient scaling); use bf16 on CPU")
         self.model = model.to(device)
         self.data_meta = data_meta(bundle)  # fixed for the run; stored in every checkpoint
-        self.dist = dist  # vaelab.hardware.distributed.DistContext under torchrun, else None
+        self.dist = dist  # vaelab.training.distributed.DistContext under torchrun, else None
         self.is_main = dist is None or dist.is_main
         self.step_model = model  # what the training forward calls: DDP- and/or torch.compile-wrapped
         if dist is not None:
-            from vaelab.hardware.distributed import wrap_model
+            from vaelab.training.distributed import wrap_model
 
             self.step_model = wrap_model(model, dist, device)
         self.compile_seconds: float | None = None
@@ -324,7 +324,7 @@ def train(
     on_epoch: EpochCallback | None = None,
 ) -> Path:
     """Train a config into a new run folder, or resume RUN (overrides may change train.*, e.g. train.epochs)."""
-    from vaelab.hardware import distributed
+    from vaelab.training import distributed
 
     dist = distributed.from_env(config.train.device if config is not None else "auto")
     try:
@@ -361,18 +361,18 @@ def _train(config, out_dir, resume, overrides, bundle, on_epoch, dist) -> Path:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.train.device)
     if dist is not None:
-        from vaelab.hardware.distributed import rank_device
+        from vaelab.training.distributed import rank_device
 
         device = rank_device(dist, device)
     bundle = bundle if bundle is not None else load_data(cfg.data, cfg.seed)
     if cfg.train.batch_size == "auto":
-        from vaelab.hardware.memory import resolve_auto_batch
+        from vaelab.training.memory import resolve_auto_batch
 
         cfg = resolve_auto_batch(cfg, bundle, device, dist)
     if dist is not None:
         import dataclasses
 
-        from vaelab.hardware.distributed import ShardedSplit, check_split
+        from vaelab.training.distributed import ShardedSplit, check_split
 
         check_split(len(bundle.train), cfg.train.batch_size, dist.world_size)
         bundle = dataclasses.replace(bundle, train=ShardedSplit(bundle.train, dist.rank, dist.world_size))
@@ -387,7 +387,7 @@ def _train(config, out_dir, resume, overrides, bundle, on_epoch, dist) -> Path:
     if trainer.is_main:
         write_metrics(run_dir, trainer.state.history if ckpt is not None else [])
     if cfg.train.compile:
-        from vaelab.hardware.compile import compile_and_warm_up
+        from vaelab.training.compile import compile_and_warm_up
 
         compile_and_warm_up(trainer)
     try:

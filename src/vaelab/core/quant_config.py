@@ -1,4 +1,4 @@
-"""Typed config of `model.quantize` (no torch import, so vaelab.config stays light)."""
+"""Typed config of `model.quantize` (no torch import, so vaelab.core.config stays light)."""
 from __future__ import annotations
 
 from typing import Literal

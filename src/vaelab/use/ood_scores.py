@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.model import VAE
+from vaelab.model.vae import VAE
 from vaelab.use.likelihood import nll
 
 

@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from vaelab.errors import ConfigError
-from vaelab.registry import Registry, UnknownNameError
+from vaelab.core.errors import ConfigError
+from vaelab.core.vocab import KL_SCHEDULES, build_dataclass_entry
 
 _WHERE = "loss.kl_schedule"
 
@@ -20,7 +20,7 @@ class Schedule(Protocol):
     def __call__(self, step: int, total_steps: int) -> float: ...
 
 
-SCHEDULES: Registry[type] = Registry("KL schedule", case_sensitive=False)
+SCHEDULES = KL_SCHEDULES
 
 
 def _number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
@@ -126,12 +126,4 @@ class Cyclical:
 
 def make_schedule(kind: str, **params: Any) -> Schedule:
     """Build a KL-weight schedule; errors name `loss.kl_schedule.<param>` and list the valid parameters."""
-    try:
-        cls = SCHEDULES.get(kind)
-    except UnknownNameError as e:
-        raise ConfigError(f"{_WHERE}.kind: {e}") from None
-    valid = [f.name for f in dataclasses.fields(cls)]
-    for key in params:
-        if key not in valid:
-            raise ConfigError(f"{_WHERE}.{key}: not a parameter of the {kind!r} schedule. Valid: {', '.join(valid)}")
-    return cls(**params)
+    return build_dataclass_entry(KL_SCHEDULES, kind, _WHERE, params)

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
-from vaelab.errors import ConfigError
+from vaelab.core.errors import ConfigError
 
 
 @dataclass

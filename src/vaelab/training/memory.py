@@ -20,8 +20,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from vaelab.config import Config
-from vaelab.errors import ConfigError
+from vaelab.core.config import Config
+from vaelab.core.errors import ConfigError
 
 GB = 1024**3
 MB = 1024**2
@@ -63,16 +63,16 @@ class MemoryReport:
 
 
 def data_spec(bundle) -> dict[str, Any]:
-    from vaelab.train import data_meta
+    from vaelab.training.trainer import data_meta
 
     return {**data_meta(bundle), "value_range": [float(v) for v in bundle.value_range]}
 
 
 def build_step(cfg: Config, spec: dict[str, Any], device: torch.device) -> Callable[[int], None]:
     """A function running `steps` training steps of this config at a batch size, on synthetic data of the data's shape."""
-    from vaelab.architecture import build_model
-    from vaelab.optim import make_optimizer
-    from vaelab.train import LossSetup, _autocast
+    from vaelab.model.build import build_model
+    from vaelab.training.optim import make_optimizer
+    from vaelab.training.trainer import LossSetup, _autocast
 
     tc = cfg.train
     if tc.precision == "fp16" and device.type != "cuda":
@@ -128,7 +128,7 @@ def cpu_measure(cfg: Config, spec: dict[str, Any]) -> Measure:
     payload = {"config": cfg.to_dict(), "spec": spec}
 
     def measure(batch: int) -> int:
-        proc = subprocess.run([sys.executable, "-m", "vaelab.hardware.memory"], input=json.dumps({**payload, "batch": batch}),
+        proc = subprocess.run([sys.executable, "-m", "vaelab.training.memory"], input=json.dumps({**payload, "batch": batch}),
                               capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -139,7 +139,7 @@ def cpu_measure(cfg: Config, spec: dict[str, Any]) -> Measure:
 
 
 def _probe_main() -> None:
-    from vaelab.config import load_config
+    from vaelab.core.config import load_config
 
     req = json.loads(sys.stdin.read())
     cfg = load_config(req["config"])
@@ -276,7 +276,7 @@ def max_batch_for(cfg: Config, spec: dict[str, Any], *, device: str = "auto", li
                   margin: float = 0.1, max_batch: int = 1 << 20, confirm: bool | None = None,
                   measure: Measure | None = None, start: int = 8, refine: int = 2) -> MemoryReport:
     """The largest training batch of `cfg` (data described by `spec`, see `data_spec`) fitting the device."""
-    from vaelab.train import resolve_device
+    from vaelab.training.trainer import resolve_device
 
     dev = resolve_device(device)
     if limit_gb is not None and limit_gb <= 0:

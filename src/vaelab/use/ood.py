@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab.checkpoint import atomic_write_text
-from vaelab.ood import auprc, auroc, fpr_at_tpr, nll_scores
+from vaelab.core.checkpoint import atomic_write_text
+from vaelab.use.ood_scores import auprc, auroc, fpr_at_tpr, nll_scores
 from vaelab.plots import _plt, save_figure
-from vaelab.runs import Run
+from vaelab.training.runs import Run
 from vaelab.use.complexity import complexity_corrected
 from vaelab.use.inputs import Items, labels_for
 from vaelab.use.regret import regret_scores

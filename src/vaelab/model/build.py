@@ -12,12 +12,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from vaelab.config import ModelConfig
-from vaelab.dsl import LayerSpec, expand
-from vaelab.errors import ConfigError, ModelError
+from vaelab.core.config import ModelConfig
+from vaelab.core.dsl import LayerSpec, expand
+from vaelab.core.errors import ConfigError, ModelError
 from vaelab.layers import build_layer, parse_layers
-from vaelab.model import VAE, inject_condition
-from vaelab.presets import resolve_preset
+from vaelab.model.vae import VAE, inject_condition
+from vaelab.model.presets import resolve_preset
 
 
 @dataclass
@@ -198,7 +198,7 @@ def build_model(
         raise ModelError(f"model.decoder outputs {tuple(out.shape[1:])} per sample but the data is {shape}: "
                          "the decoder must end at the input shape")
     activation = pick_output_activation(cfg, value_range, lists.decoder)
-    from vaelab.hardware.quantize import apply_layer_quantization, build_latent_quantizer
+    from vaelab.model.quantize import apply_layer_quantization, build_latent_quantizer
 
     sections = {"encoder": (encoder, enc_origin), "decoder": (decoder, dec_origin)}
     if heads is not None:

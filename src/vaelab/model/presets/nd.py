@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from vaelab.presets import PRESETS
+from vaelab.core.vocab import PRESETS
 
 _NAMES = {1: ("C1d", "CT1d", "BN1d"), 2: ("C2d", "CT2d", "BN2d"), 3: ("C3d", "CT3d", "BN3d")}
 _KINDS = {1: "signals (C, L)", 2: "images (C, H, W)", 3: "volumes (C, D, H, W)"}

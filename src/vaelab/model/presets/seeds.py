@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from vaelab.registry import Registry
+from vaelab.core.vocab import PRESETS
 
 PresetFn = Callable[..., dict[str, Any]]
-PRESETS: Registry[PresetFn] = Registry("preset")
 
 
 def _flat(shape: tuple[int, ...]) -> int:
@@ -103,7 +102,7 @@ def resolve_preset(name: str, shape: tuple[int, ...], cond: int, args: dict[str,
     """Call preset `name`; unknown arguments raise with the dotted field `model.preset_args.X`."""
     import inspect
 
-    from vaelab.errors import ConfigError
+    from vaelab.core.errors import ConfigError
 
     fn = PRESETS.get(name)
     params = inspect.signature(fn).parameters
@@ -117,4 +116,3 @@ def resolve_preset(name: str, shape: tuple[int, ...], cond: int, args: dict[str,
         raise ConfigError(f"model.preset {name!r}: {e}") from None
 
 
-from vaelab.hardware import presets_nd  # noqa: E402,F401  conv1d/conv2d/conv3d register themselves

@@ -44,7 +44,7 @@ def compile_and_warm_up(trainer) -> float:
     """Compile `trainer.step_model` and time its first step (stored as trainer.compile_seconds, logged with epoch 1)."""
     import sys
 
-    from vaelab.train import _autocast
+    from vaelab.training.trainer import _autocast
 
     tc = trainer.cfg.train
     trainer.step_model = compile_model(trainer.step_model)

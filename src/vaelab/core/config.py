@@ -14,9 +14,11 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vaelab.data.config import DataConfig
-from vaelab.errors import ConfigError
-from vaelab.hardware.qconfig import QuantizeConfig
+from vaelab.core.data_config import DataConfig
+from vaelab.core.errors import ConfigError
+from vaelab.core.layer_specs import parse_layers
+from vaelab.core.quant_config import QuantizeConfig
+from vaelab.core.vocab import KL_SCHEDULES, LR_SCHEDULERS, OPTIMIZERS, PRESETS, build_dataclass_entry
 
 LayerItem = str | dict[str, Any]
 
@@ -71,9 +73,6 @@ class ModelConfig(Strict):
 
     @model_validator(mode="after")
     def _layers_parse(self) -> "ModelConfig":
-        from vaelab.layers import parse_layers  # layers import torch; config stays importable without it
-        from vaelab.presets import PRESETS
-
         if self.preset is not None:
             if self.encoder is not None or self.decoder is not None or self.heads is not None:
                 raise ValueError("give either model.preset or model.encoder/model.decoder, not both")
@@ -109,16 +108,14 @@ def read_layer_file(path: str | Path) -> list[Any]:
 
 
 class ScheduleConfig(BaseModel):
-    """KL-weight schedule; the parameters beside `kind` depend on it (see vaelab.schedules)."""
+    """KL-weight schedule; the parameters beside `kind` depend on it (see vaelab.training.schedules)."""
 
     model_config = ConfigDict(extra="allow")
     kind: str = "constant"
 
     @model_validator(mode="after")
     def _check(self) -> "ScheduleConfig":
-        from vaelab.schedules import make_schedule
-
-        make_schedule(self.kind, **self.params())
+        build_dataclass_entry(KL_SCHEDULES, self.kind, "loss.kl_schedule", self.params())
         return self
 
     def params(self) -> dict[str, Any]:
@@ -149,8 +146,6 @@ class OptimizerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from vaelab.optim import OPTIMIZERS
-
         _lookup(OPTIMIZERS, v)
         return v
 
@@ -162,8 +157,6 @@ class SchedulerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from vaelab.optim import LR_SCHEDULERS
-
         _lookup(LR_SCHEDULERS, v)
         return v
 

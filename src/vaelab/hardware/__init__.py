@@ -1,1 +1,0 @@
-"""Fitting the hardware: measured max batch size, quantization, distributed training, torch.compile."""
