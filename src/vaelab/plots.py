@@ -12,19 +12,18 @@ import torch
 from vaelab.core.checkpoint import atomic_write_bytes
 
 
-def _plt():
-    import matplotlib
+def new_figure(nrows: int = 1, ncols: int = 1, **subplots_kw: Any):
+    """(figure, axes) drawn off-screen without pyplot: no global backend switch, nothing left open."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    figsize = subplots_kw.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplots_kw)
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    _plt().close(fig)
     atomic_write_bytes(Path(path), lambda f: f.write(buf.getvalue()))
 
 
@@ -51,11 +50,10 @@ def make_grid(images: np.ndarray, nrow: int, pad: int = 1) -> np.ndarray:
 
 
 def save_grid(images: np.ndarray, nrow: int, path: Path, *, title: str | None = None, row_labels: Sequence[str] | None = None) -> None:
-    plt = _plt()
     grid = make_grid(images, nrow)
     h, w = grid.shape[:2]
     scale = 6.0 / max(w, 1)
-    fig, ax = plt.subplots(figsize=(max(2.0, w * scale * 1.15), max(1.5, h * scale)))
+    fig, ax = new_figure(figsize=(max(2.0, w * scale * 1.15), max(1.5, h * scale)))
     ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     if row_labels:
@@ -69,10 +67,9 @@ def save_grid(images: np.ndarray, nrow: int, path: Path, *, title: str | None = 
 
 
 def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss") -> None:
-    plt = _plt()
     epochs = [h["epoch"] for h in history]
     keys = [("loss", "total"), ("recon", "reconstruction"), ("kl", "KL")]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = new_figure(1, 3, figsize=(12, 3.4))
     for ax, (key, label) in zip(axes, keys):
         for split, style in (("train", "-"), ("val", "--")):
             ys = [h.get(f"{split}_{key}") for h in history]
@@ -88,8 +85,7 @@ def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss") 
 
 def scatter_points(real: np.ndarray, fake: np.ndarray, path: Path, title: str) -> None:
     """First two dimensions of real and generated vectors side by side."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+    fig, axes = new_figure(1, 2, figsize=(8, 4), sharex=True, sharey=True)
     for ax, data, name in ((axes[0], real, "data"), (axes[1], fake, "generated")):
         ax.scatter(data[:, 0], data[:, 1] if data.shape[1] > 1 else np.zeros(len(data)), s=3, alpha=0.6)
         ax.set_title(name)

@@ -10,14 +10,7 @@ import sys
 from vaelab.cli.app import app
 
 # command modules register themselves on import
-from vaelab.cli import train_cmds  # noqa: F401,E402
-
-for _optional in ("use_cmds", "data_cmds", "search_cmds", "hardware_cmds"):
-    try:
-        __import__(f"vaelab.cli.{_optional}")
-    except ModuleNotFoundError as e:  # a command group not built yet
-        if e.name != f"vaelab.cli.{_optional}":
-            raise
+from vaelab.cli import data_cmds, hardware_cmds, search_cmds, train_cmds, use_cmds  # noqa: F401,E402
 
 
 def main() -> None:

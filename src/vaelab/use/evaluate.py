@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vaelab.core.checkpoint import atomic_write_text
-from vaelab.plots import _plt, is_image_shape, loss_curves, save_figure, scatter_points, to_display
+from vaelab.plots import new_figure, is_image_shape, loss_curves, save_figure, scatter_points, to_display
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
 from vaelab.use.likelihood import default_likelihood, log_likelihood, nll
@@ -124,9 +124,8 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
 
 
 def _embedding_figure(mu, y, path: Path, method: str, seed: int) -> Path:
-    plt = _plt()
     xy = embed_2d(mu, method, seed)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = new_figure(figsize=(5.5, 4.5))
     colors = None if y is None or y.dim() != 1 else y.numpy()
     if colors is not None:
         sc = ax.scatter(xy[:, 0], xy[:, 1], c=colors, cmap="tab10", s=6, alpha=0.8)
@@ -139,9 +138,8 @@ def _embedding_figure(mu, y, path: Path, method: str, seed: int) -> Path:
 
 
 def _kl_figure(kl_per_dim, path: Path) -> Path:
-    plt = _plt()
     v = kl_per_dim.numpy()
-    fig, ax = plt.subplots(figsize=(max(4, min(12, 0.3 * len(v) + 2)), 3))
+    fig, ax = new_figure(figsize=(max(4, min(12, 0.3 * len(v) + 2)), 3))
     ax.bar(np.arange(len(v)), v)
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("mean KL (nats)")

@@ -12,7 +12,7 @@ import torch
 
 from vaelab.core.checkpoint import atomic_write_text
 from vaelab.use.ood_scores import auprc, auroc, fpr_at_tpr, nll_scores
-from vaelab.plots import _plt, save_figure
+from vaelab.plots import new_figure, save_figure
 from vaelab.training.runs import Run
 from vaelab.use.complexity import complexity_corrected
 from vaelab.use.inputs import Items, labels_for
@@ -79,8 +79,7 @@ def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=SCORES
 def _roc_figure(s_in, s_out, metrics, path: Path, title: str) -> None:
     from sklearn.metrics import roc_curve
 
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = new_figure(figsize=(5, 4.5))
     for s in s_in:
         labels = np.concatenate([np.zeros(len(s_in[s])), np.ones(len(s_out[s]))])
         fpr, tpr, _ = roc_curve(labels, np.concatenate([s_in[s].numpy(), s_out[s].numpy()]))
