@@ -23,7 +23,7 @@ import torch
 from vaelab.model.build import build_model
 from vaelab.core.config import ModelConfig
 from vaelab.data import DataConfig, load_data
-from vaelab.training.losses import LossWeights, vae_loss
+from vaelab.training.losses import vae_loss
 from vaelab.data.synthetic import make_shapes
 
 
@@ -73,7 +73,7 @@ def main() -> None:
         mcfg = ModelConfig(preset="seed001-sd", preset_args={"base": args.base}, latent_scale=0.18215)
         model = build_model(mcfg, (3, args.size, args.size), value_range=(-1.0, 1.0))
         opt = torch.optim.AdamW(model.parameters(), lr=4e-4)
-        weights = LossWeights(alpha=200.0, kl_weight=0.0025, ssim=True, beta=0.5, sparse=True, lambd=0.1)
+        weights = {"recon": 200.0, "kl": 0.0025, "ssim": 0.5, "sparse": 0.1}
         x_mem, _ = split.take(args.batch)
         train_step(model, opt, x_mem, weights)  # warm-up
         t0 = time.perf_counter()

@@ -4,7 +4,7 @@ Model: pytorch/examples' MLP VAE (784-400-20-400-784), batch 128, Adam 1e-3, BCE
 10,000 MNIST test images. Three ways to train the same model for the same epochs:
   plain      - a hand-written loop over pre-made batch tensors (the floor of Python overhead)
   dataloader - pytorch/examples' loop: DataLoader(TensorDataset, shuffle=True, batch_size=128)
-  vaelab     - vaelab.training.trainer.Trainer on the in-memory data (index gather per batch, checkpoint per epoch)
+  vaelab     - vaelab.training.loop.Trainer (its shared TrainStep) on the in-memory data (index gather per batch, checkpoint per epoch)
 Rounds are interleaved so that machine noise hits all three alike; the best epoch time of each counts.
 Then bf16 autocast on CPU vs fp32 through vaelab: speed-up and final-loss difference.
 
@@ -24,7 +24,8 @@ from torch import nn
 from vaelab.core.config import load_config
 from vaelab.data.base import ArrayData, ArraySplit, DataBundle
 from vaelab.data.idx import find_idx_pairs, load_idx_pair
-from vaelab.training.trainer import Trainer, build_model
+from vaelab.model.build import build_model
+from vaelab.training.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ import torch
 
 from vaelab.data import load_data
 from vaelab.training.runs import load_run, read_metrics
-from vaelab.training.trainer import LossSetup
+from vaelab.training.loss_setup import LossSetup
 
 
 @torch.no_grad()

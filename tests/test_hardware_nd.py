@@ -40,7 +40,7 @@ def test_preset_on_the_wrong_rank_names_the_right_one(tmp_path):
 
 def test_bf16_on_cpu_trains_with_fp32_loss_terms(tmp_path):
     from vaelab.model.build import build_model
-    from vaelab.training.trainer import LossSetup
+    from vaelab.training.loss_setup import LossSetup
 
     cfg = table_config(tmp_path, (1, 8, 8), "conv2d", precision="bf16")
     run = train(cfg, tmp_path / "run")

@@ -8,15 +8,16 @@ from pytorch_msssim import ssim as msssim_ref
 
 from vaelab.model.distributions import DiagonalGaussian
 from vaelab.core.errors import ConfigError
+from vaelab.core.config import LossConfig
 from vaelab.training.losses import (
     LossTerms,
-    LossWeights,
     bernoulli_nll,
     gaussian_nll,
     kl_divergence,
     reconstruction,
     sparsity,
     ssim,
+    term_weights,
     vae_loss,
 )
 
@@ -155,7 +156,7 @@ def _output():
 @pytest.mark.parametrize("use_ssim,use_sparse", list(itertools.product([False, True], repeat=2)))
 def test_vae_loss_total_formula(use_ssim, use_sparse):
     out, x = _output()
-    w = LossWeights(alpha=0.5, kl_weight=0.0025, ssim=use_ssim, beta=0.7, sparse=use_sparse, lambd=1.5)
+    w = term_weights(LossConfig(alpha=0.5, kl_weight=0.0025, ssim=use_ssim, ssim_weight=0.7, sparse=use_sparse, lambd=1.5))
     terms = vae_loss(out, x, w, recon_kind="bce", logits=True, kl_scale=0.4)
     rec = reconstruction(out.x_logits, x, "bce").mean()
     kl = torch.tensor(4.5 / 2)  # batch mean of [2, 2.5]
@@ -176,7 +177,7 @@ def test_vae_loss_total_formula(use_ssim, use_sparse):
 
 def test_vae_loss_both_flags_off_is_exact():
     out, x = _output()
-    w = LossWeights(alpha=0.5, kl_weight=0.0025, beta=9.0, lambd=9.0)
+    w = term_weights(LossConfig(alpha=0.5, kl_weight=0.0025, ssim_weight=9.0, lambd=9.0))
     terms = vae_loss(out, x, w)
     assert torch.equal(terms.total, 0.5 * terms.recon + 0.0025 * terms.kl)
     assert terms.ssim is None and terms.sparse is None
@@ -186,7 +187,7 @@ def test_vae_loss_both_flags_off_is_exact():
 def test_vae_loss_mse_uses_decoder_output_and_mean_reduction():
     out, x = _output()
     out.x_hat = torch.zeros_like(x)  # e.g. a tanh/identity decoder: mse must read x_hat, not the logits
-    terms = vae_loss(out, x, LossWeights(), recon_kind="mse", reduction="mean")
+    terms = vae_loss(out, x, recon_kind="mse", reduction="mean")
     # seed 003's convention: mean recon + mean KL
     assert terms.recon.item() == pytest.approx(x.mean().item())
     assert terms.kl.item() == pytest.approx(4.5 / 4)
@@ -195,7 +196,7 @@ def test_vae_loss_mse_uses_decoder_output_and_mean_reduction():
 def test_vae_loss_backprops():
     out, x = _output()
     out.x_logits.requires_grad_(True)
-    terms = vae_loss(out, x, LossWeights(ssim=False))
+    terms = vae_loss(out, x, term_weights(LossConfig(ssim=False)))
     assert isinstance(terms, LossTerms)
     terms.total.backward()
     assert out.x_logits.grad is not None

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 
 from vaelab.model.build import LayerRow, build_model
 from vaelab.core.config import Config, load_config
-from vaelab.training.runs import Run, load_run
-from vaelab.training.trainer import data_meta, train
+from vaelab.training.runs import Run, data_meta, load_run
+from vaelab.training.trainer import train
 
 
 @dataclass

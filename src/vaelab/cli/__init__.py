@@ -14,9 +14,20 @@ from vaelab.cli import data_cmds, hardware_cmds, search_cmds, train_cmds, use_cm
 
 
 def main() -> None:
-    from vaelab.core.errors import VaelabError
+    import warnings
+
+    from vaelab.core.errors import VaelabError, VaelabWarning
     from vaelab.core.registry import UnknownNameError
 
+    python_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # vaelab's own warnings as one line
+        if issubclass(category, VaelabWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            python_show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         app()
     except (VaelabError, UnknownNameError) as e:
@@ -24,3 +35,5 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        warnings.showwarning = python_show

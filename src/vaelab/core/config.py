@@ -8,17 +8,27 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vaelab.core.data_config import DataConfig
-from vaelab.core.errors import ConfigError
+from vaelab.core.errors import ConfigError, DeprecatedKeyWarning
 from vaelab.core.layer_specs import parse_layers
 from vaelab.core.quant_config import QuantizeConfig
-from vaelab.core.vocab import KL_SCHEDULES, LR_SCHEDULERS, OPTIMIZERS, PRESETS, build_dataclass_entry
+from vaelab.core.vocab import (
+    KL_SCHEDULES,
+    LOSS_TERMS,
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    PRECISIONS,
+    PRESETS,
+    REDUCTIONS,
+    build_dataclass_entry,
+)
 
 LayerItem = str | dict[str, Any]
 
@@ -29,6 +39,16 @@ def _lookup(registry: Any, name: str) -> None:
         registry.entry(name)
     except KeyError as e:
         raise ValueError(str(e)) from None
+
+
+def registered(registry: Any) -> Any:
+    """A str field whose value must name an entry of `registry`; a miss lists the closest names."""
+
+    def check(v: str) -> str:
+        _lookup(registry, v)
+        return v
+
+    return Annotated[str, AfterValidator(check)]
 
 
 class Strict(BaseModel):
@@ -122,43 +142,67 @@ class ScheduleConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+def renamed_keys(data: Any, renames: dict[str, str], section: str) -> Any:
+    """Accept old key names in a raw section, with a DeprecatedKeyWarning naming the new key (shown once)."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for old, new in renames.items():
+        if old not in data:
+            continue
+        if new in data:
+            raise ValueError(f"{section}.{old} is the old name of {section}.{new}: give only {section}.{new}")
+        warnings.warn(f"{section}.{old} is deprecated: it is now {section}.{new} (same meaning); rename it in your config",
+                      DeprecatedKeyWarning, stacklevel=1)
+        data[new] = data.pop(old)
+    return data
+
+
 class LossConfig(Strict):
-    """total = alpha*recon + kl_weight*schedule*KL + ssim*beta*(1-SSIM) + sparse*lambd*mean|mu|."""
+    """total = alpha*recon + kl_weight*schedule*KL + ssim*ssim_weight*(1-SSIM) + sparse*lambd*mean|mu|
+    + the weights in extra_terms; each term is registered in vaelab.training.losses."""
 
     recon: Literal["auto", "bce", "mse"] = "auto"
-    reduction: Literal["sum", "mean"] = "sum"
+    reduction: registered(REDUCTIONS) = Field("sum", description="sum or mean over the non-batch dims")
     alpha: float = Field(1.0, ge=0)
     kl_weight: float = Field(1.0, ge=0)
     ssim: bool = False
-    beta: float = Field(1.0, ge=0)
+    ssim_weight: float = Field(1.0, ge=0, description="weight of (1 - SSIM); was loss.beta")
     sparse: bool = False
     lambd: float = Field(0.0, ge=0)
     free_bits: float = Field(0.0, ge=0)
     data_range: float | None = Field(None, gt=0, description="SSIM data range; from the data when omitted")
     kl_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    extra_terms: dict[str, float] = Field(default_factory=dict, description="{term: weight} for registered loss "
+                                          "terms without a key of their own")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_keys(data, {"beta": "ssim_weight"}, "loss")
+
+    @field_validator("extra_terms")
+    @classmethod
+    def _known_terms(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, weight in v.items():
+            _lookup(LOSS_TERMS, name)
+            key = LOSS_TERMS.get(name).key
+            if key is not None:
+                raise ValueError(f"the {name!r} term is weighted by {key}: set that instead")
+            if weight < 0:
+                raise ValueError(f"{name}: a term's weight must be >= 0, got {weight}")
+        return v
 
 
 class OptimizerConfig(Strict):
-    name: str = "adam"
+    name: registered(OPTIMIZERS) = "adam"
     weight_decay: float = Field(0.0, ge=0)
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        _lookup(OPTIMIZERS, v)
-        return v
-
 
 class SchedulerConfig(Strict):
-    name: str = "constant"
+    name: registered(LR_SCHEDULERS) = "constant"
     kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        _lookup(LR_SCHEDULERS, v)
-        return v
 
 
 class EarlyStoppingConfig(Strict):
@@ -177,7 +221,7 @@ class TrainConfig(Strict):
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the weights, e.g. 0.999")
     early_stopping: EarlyStoppingConfig | None = None
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: registered(PRECISIONS) = Field("fp32", description="fp32 | bf16 (CPU and CUDA) | fp16 (CUDA, with gradient scaling)")
     device: str = "auto"
     progress: bool = True
     figures: bool = True

@@ -23,3 +23,11 @@ class CheckpointError(VaelabError, ValueError):
 
 class TrainingError(VaelabError, RuntimeError):
     """Training that cannot go on, e.g. a non-finite loss."""
+
+
+class VaelabWarning(UserWarning):
+    """Something that works but deserves the user's attention; the CLI prints it as one `warning:` line."""
+
+
+class DeprecatedKeyWarning(VaelabWarning):
+    """A config key that still works under an old name; the message names the new key."""

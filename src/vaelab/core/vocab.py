@@ -21,6 +21,9 @@ PRESETS: Registry = Registry("preset", populate="vaelab.model.presets")
 OPTIMIZERS: Registry = Registry("optimizer", case_sensitive=False, populate="vaelab.training.optim")
 LR_SCHEDULERS: Registry = Registry("lr scheduler", case_sensitive=False, populate="vaelab.training.optim")
 KL_SCHEDULES: Registry = Registry("KL schedule", case_sensitive=False, populate="vaelab.training.schedules")
+PRECISIONS: Registry = Registry("precision", case_sensitive=False, populate="vaelab.training.precision")
+LOSS_TERMS: Registry = Registry("loss term", populate="vaelab.training.losses")
+REDUCTIONS: Registry = Registry("reduction", populate="vaelab.training.losses")
 
 
 def build_dataclass_entry(registry: Registry, kind: str, where: str, params: dict[str, Any]) -> Any:

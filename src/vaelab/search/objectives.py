@@ -58,8 +58,8 @@ def _scores(ctx: TrialContext, x: torch.Tensor, y, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _neg_elbo_scores(ctx: TrialContext, x: torch.Tensor, y) -> torch.Tensor:
-    from vaelab.training.losses import LossWeights, vae_loss
-    from vaelab.training.trainer import LossSetup
+    from vaelab.training.loss_setup import LossSetup
+    from vaelab.training.losses import vae_loss
 
     model = ctx.model.eval()
     setup = LossSetup.from_config(ctx.config, model, ctx.bundle.value_range)
@@ -68,8 +68,8 @@ def _neg_elbo_scores(ctx: TrialContext, x: torch.Tensor, y) -> torch.Tensor:
     for i in range(0, len(x), 256):
         xb = x[i:i + 256]
         c = model.condition_vector(y[i:i + 256]) if model.conditional and y is not None else None
-        terms = vae_loss(model(xb, c), xb, LossWeights(), recon_kind=setup.recon_kind, logits=setup.logits,
-                         reduction="sum", kl_scale=1.0, free_bits=0.0, data_range=setup.data_range)
+        terms = vae_loss(model(xb, c), xb, recon_kind=setup.options.recon_kind, logits=setup.options.logits,
+                         reduction="sum", kl_scale=1.0, free_bits=0.0, data_range=setup.options.data_range)
         out.append(terms.per_sample)
     return torch.cat(out)
 

@@ -4,17 +4,55 @@ torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; `from_env` joins the process group
 Every rank draws the same global batch order from the same seeded generator and trains on its own contiguous
 slice of each global batch (what DistributedSampler does, on the in-memory index order), DistributedDataParallel
 averages the gradients, and only rank 0 writes the run folder. `train.batch_size` is the global batch.
+
+A single process gets a `LocalContext` with the same methods as `DistContext` (each one trivial), so the trainer
+and the step never ask which one they hold.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import torch
 import torch.distributed as dist
 
 from vaelab.core.errors import ConfigError
+
+
+class LocalContext:
+    """One process: nothing to share, wrap, seed or shard."""
+
+    rank, world_size, is_main = 0, 1, True
+
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def barrier(self) -> None:
+        pass
+
+    def close(self, *, wait: bool = True) -> None:
+        pass
+
+    def device(self, device: torch.device) -> torch.device:
+        return device
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        return model
+
+    def no_sync(self, module: torch.nn.Module) -> ContextManager:
+        return contextlib.nullcontext()
+
+    def seed_epoch(self, seed: int, epoch: int) -> None:
+        pass  # the reparameterisation noise continues the run's own generator state
+
+    def shard(self, bundle, batch_size: int):
+        return bundle
 
 
 @dataclass
@@ -27,6 +65,28 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """This rank's device: its own GPU under CUDA, the CPU otherwise."""
+        return torch.device("cuda", self.local_rank) if device.type == "cuda" else device
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(model, device_ids=[self.local_rank] if device.type == "cuda" else None)
+
+    def no_sync(self, module: torch.nn.Module) -> ContextManager:
+        """Skip the gradient all-reduce for a micro-batch that does not end an optimizer step."""
+        return module.no_sync()
+
+    def seed_epoch(self, seed: int, epoch: int) -> None:
+        """Each rank its own reparameterisation noise, reproducible per epoch (so resuming matches)."""
+        torch.manual_seed(seed * 1_000_003 + epoch * self.world_size + self.rank)
+
+    def shard(self, bundle, batch_size: int):
+        """The bundle with this rank's slice of every global training batch."""
+        check_split(len(bundle.train), batch_size, self.world_size)
+        return dataclasses.replace(bundle, train=ShardedSplit(bundle.train, self.rank, self.world_size))
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank."""
@@ -53,11 +113,14 @@ class DistContext:
                 dist.destroy_process_group()
 
 
-def from_env(device_name: str = "auto") -> DistContext | None:
-    """Join the process group torchrun describes in the environment; None for a single process."""
+ParallelContext = LocalContext | DistContext
+
+
+def from_env(device_name: str = "auto") -> ParallelContext:
+    """Join the process group torchrun describes in the environment; a LocalContext for a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return None
+        return LocalContext()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
     use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
     backend = "nccl" if use_cuda else "gloo"
@@ -66,10 +129,6 @@ def from_env(device_name: str = "auto") -> DistContext | None:
     if not dist.is_initialized():
         dist.init_process_group(backend)
     return DistContext(rank, world, local, backend)
-
-
-def rank_device(ctx: DistContext, device: torch.device) -> torch.device:
-    return torch.device("cuda", ctx.local_rank) if device.type == "cuda" else device
 
 
 def check_split(n_train: int, batch_size: int, world: int) -> None:
@@ -109,8 +168,3 @@ class ShardedSplit:
     def __getattr__(self, name: str):  # labels(), x, y ... of the inner split
         return getattr(self.inner, name)
 
-
-def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    return DDP(model, device_ids=[ctx.local_rank] if device.type == "cuda" else None)

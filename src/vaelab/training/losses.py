@@ -1,22 +1,32 @@
-"""VAE loss terms as pure functions returning per-sample (B,) tensors, and `vae_loss` that weighs them.
+"""VAE loss terms as pure functions returning per-sample (B,) tensors, the LOSS_TERMS registry that names
+them, and `vae_loss` that weighs the registered terms.
 
 Every function computes in float32 (inputs are cast with `.float()`), so the loss is the same under autocast.
-Reductions over the non-batch dims: `"sum"` adds them per sample (a log-likelihood in nats),
-`"mean"` averages them (seed 003's convention: mean BCE + alpha * mean KL).
+Reductions (the REDUCTIONS registry) over the non-batch dims: `"sum"` adds them per sample (a log-likelihood
+in nats), `"mean"` averages them (seed 003's convention: mean BCE + alpha * mean KL).
+
+To add a loss term: one `@loss_term(...)` function at the end of this file (its per-sample value, how its
+weight is read from the config, what the weight multiplies) and its test; `loss.extra_terms: {name: weight}`
+switches on a term that has no config key of its own.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Protocol
 
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim as _msssim_ssim
 from torch import Tensor
 
-from vaelab.model.distributions import DiagonalGaussian
 from vaelab.core.errors import ConfigError
+from vaelab.core.registry import UnknownNameError
+from vaelab.core.vocab import LOSS_TERMS, REDUCTIONS
+from vaelab.model.distributions import DiagonalGaussian
+
+if TYPE_CHECKING:
+    from vaelab.core.config import LossConfig
 
 Reduction = Literal["sum", "mean"]
 ReconKind = Literal["bce", "mse"]
@@ -26,14 +36,17 @@ _PROB_EPS = 1e-7  # clamp for plain BCE on probabilities
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+REDUCTIONS.register("sum", lambda flat: flat.sum(dim=1), doc="add the non-batch dims (a log-likelihood in nats)")
+REDUCTIONS.register("mean", lambda flat: flat.mean(dim=1), doc="average the non-batch dims (seed 003)")
+
+
 def _reduce(t: Tensor, reduction: Reduction) -> Tensor:
-    """(B, ...) -> (B,) by summing or averaging the non-batch dims."""
-    flat = t.reshape(t.shape[0], -1)
-    if reduction == "sum":
-        return flat.sum(dim=1)
-    if reduction == "mean":
-        return flat.mean(dim=1)
-    raise ConfigError(f"loss.reduction must be 'sum' or 'mean', got {reduction!r}")
+    """(B, ...) -> (B,) by the named reduction of the non-batch dims."""
+    try:
+        fn = REDUCTIONS.get(reduction)
+    except UnknownNameError as e:
+        raise ConfigError(f"loss.reduction: {e}") from None
+    return fn(t.reshape(t.shape[0], -1))
 
 
 def _check_same_shape(a: Tensor, b: Tensor, what: str) -> None:
@@ -144,33 +157,18 @@ def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
     return _reduce(F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none"), "sum")
 
 
+# ----------------------------------------------------------------------------------- the registered terms
+
+
 @dataclass(frozen=True)
-class LossWeights:
-    """total = alpha*recon + kl_weight*KL + ssim*beta*(1-SSIM) + sparse*lambd*mean|mu| (seed 001's formula)."""
+class LossOptions:
+    """What the terms need besides the batch, fixed for a run."""
 
-    alpha: float = 1.0
-    kl_weight: float = 1.0
-    ssim: bool = False
-    beta: float = 1.0
-    sparse: bool = False
-    lambd: float = 0.0
-
-
-@dataclass
-class LossTerms:
-    """Batch means of each term (0-d tensors); `ssim` is SSIM itself, not 1 - SSIM. Terms switched off are None."""
-
-    total: Tensor
-    recon: Tensor
-    kl: Tensor
-    ssim: Tensor | None
-    sparse: Tensor | None
-    per_sample: Tensor  # (B,), the per-sample losses whose mean is `total`
-
-    def to_floats(self) -> dict[str, float]:
-        """The scalar terms as Python floats (for logging), skipping the ones switched off."""
-        names = ("total", "recon", "kl", "ssim", "sparse")
-        return {n: float(getattr(self, n).detach()) for n in names if getattr(self, n) is not None}
+    recon_kind: ReconKind = "bce"
+    logits: bool = True  # the decoder ends in sigmoid: bce reads out.x_logits (BCE-with-logits)
+    reduction: Reduction = "sum"
+    free_bits: float = 0.0
+    data_range: float = 1.0  # SSIM data range: 1.0 for [0, 1] data, 2.0 for [-1, 1]
 
 
 class _VAEOutputLike(Protocol):
@@ -179,10 +177,128 @@ class _VAEOutputLike(Protocol):
     posterior: DiagonalGaussian
 
 
+TermFn = Callable[[_VAEOutputLike, Tensor, LossOptions], Tensor]  # (out, x, options) -> (B,)
+WeightFn = Callable[["LossConfig"], "float | None"]  # the term's weight in this config; None: switched off
+
+
+def _identity(v: Tensor) -> Tensor:
+    return v
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One registered term: its per-sample value, its weight in a config, and what the weight multiplies."""
+
+    value: TermFn
+    weight: WeightFn
+    penalty: Callable[[Tensor], Tensor] = _identity  # value -> what is minimised (SSIM -> 1 - SSIM)
+    scheduled: bool = False  # the KL schedule multiplies the weight
+    check: Callable[[tuple[int, ...]], str | None] = lambda shape: None  # noqa: E731  sample shape -> error or None
+    key: str | None = None  # the config key of its weight; None: loss.extra_terms.<name>
+
+
+def loss_term(name: str, *, weight: WeightFn | None = None, key: str | None = None, doc: str = "",
+              **spec) -> Callable[[TermFn], TermFn]:
+    """Register `fn(out, x, options) -> (B,)` as loss term `name`; without `weight`, the weight is read from
+    `loss.extra_terms.<name>` (off when absent)."""
+
+    def add(fn: TermFn) -> TermFn:
+        read = weight if weight is not None else (lambda lc: lc.extra_terms.get(name))
+        LOSS_TERMS.register(name, LossTerm(fn, read, key=key, **spec), doc=doc or (fn.__doc__ or "").strip())
+        return fn
+
+    return add
+
+
+@loss_term("recon", weight=lambda lc: lc.alpha, key="loss.alpha", doc="reconstruction (loss.recon), weight alpha")
+def _recon_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
+    if o.recon_kind == "bce" and o.logits:
+        return reconstruction(out.x_logits, x, "bce", logits=True, reduction=o.reduction)
+    return reconstruction(out.x_hat, x, o.recon_kind, logits=False, reduction=o.reduction)
+
+
+@loss_term("kl", weight=lambda lc: lc.kl_weight, key="loss.kl_weight", scheduled=True,
+           doc="KL(q(z|x) || N(0, I)) with free bits, weight kl_weight times the KL schedule")
+def _kl_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
+    return kl_divergence(out.posterior, o.reduction, o.free_bits)
+
+
+def _needs_images(shape: tuple[int, ...]) -> str | None:
+    if len(shape) >= 3:
+        return None
+    return f"loss.ssim needs image data (C, H, W) or volumes; this data is {tuple(shape)} per sample: set loss.ssim: false"
+
+
+@loss_term("ssim", weight=lambda lc: lc.ssim_weight if lc.ssim else None, key="loss.ssim_weight",
+           penalty=lambda v: 1.0 - v, check=_needs_images, doc="1 - SSIM of x_hat and x, on with loss.ssim, weight ssim_weight")
+def _ssim_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
+    return ssim(out.x_hat, x, o.data_range)
+
+
+@loss_term("sparse", weight=lambda lc: lc.lambd if lc.sparse else None, key="loss.lambd",
+           doc="mean |mu| (seed 001), on with loss.sparse, weight lambd")
+def _sparse_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
+    return sparsity(out.posterior.mean)
+
+
+# ------------------------------------------------------------------------------------------ weighing
+
+
+DEFAULT_WEIGHTS: Mapping[str, float] = {"recon": 1.0, "kl": 1.0}  # the plain negative ELBO
+
+
+def term_weights(lc: "LossConfig") -> dict[str, float]:
+    """{term: weight} of every term the loss config switches on, in registry order (recon and kl first)."""
+    out = {}
+    for entry in LOSS_TERMS.entries():
+        w = entry.obj.weight(lc)
+        if w is not None:
+            out[entry.name] = float(w)
+    return out
+
+
+@dataclass
+class LossTerms:
+    """The weighted total and the batch mean of each term switched on (0-d tensors).
+
+    `terms.<name>` reads a term's batch mean, None when that term is off; `ssim` is SSIM itself, not 1 - SSIM.
+    """
+
+    total: Tensor
+    per_sample: Tensor  # (B,), the per-sample losses whose mean is `total`
+    terms: dict[str, Tensor] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        if not name.startswith("_") and name in LOSS_TERMS:
+            return self.__dict__.get("terms", {}).get(name)
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
+    def to_floats(self) -> dict[str, float]:
+        """The total and each term switched on as Python floats (for logging)."""
+        return {"total": float(self.total.detach()), **{n: float(v.detach()) for n, v in self.terms.items()}}
+
+
+def weigh_terms(out: _VAEOutputLike, x: Tensor, weights: Mapping[str, float], options: LossOptions,
+                kl_scale: float = 1.0) -> LossTerms:
+    """sum over terms of weight * penalty(term), the scheduled ones (KL) also times `kl_scale`."""
+    total = per_sample = None
+    means: dict[str, Tensor] = {}
+    for name, weight in weights.items():
+        term: LossTerm = LOSS_TERMS.get(name)
+        value = term.value(out, x, options)  # (B,)
+        means[name] = mean = value.mean()
+        coef = weight * kl_scale if term.scheduled else weight
+        t, b = coef * term.penalty(mean), coef * term.penalty(value)
+        total, per_sample = (t, b) if total is None else (total + t, per_sample + b)
+    if total is None:
+        raise ConfigError("the loss has no terms: give at least one weight")
+    return LossTerms(total=total, per_sample=per_sample, terms=means)
+
+
 def vae_loss(
     out: _VAEOutputLike,
     x: Tensor,
-    weights: LossWeights = LossWeights(),
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
     *,
     recon_kind: ReconKind = "bce",
     logits: bool = True,
@@ -191,33 +307,12 @@ def vae_loss(
     free_bits: float = 0.0,
     data_range: float = 1.0,
 ) -> LossTerms:
-    """Weighted VAE loss: alpha*recon + kl_scale*kl_weight*KL + ssim*beta*(1-SSIM) + sparse*lambd*mean|mu|.
+    """Weighted VAE loss: alpha*recon + kl_scale*kl_weight*KL + ssim_weight*(1-SSIM) + lambd*mean|mu| (seed 001).
 
+    weights: {term: weight}, e.g. `term_weights(config.loss)`; terms not named are off.
     logits: the decoder ends in sigmoid, so bce uses `out.x_logits` with BCE-with-logits; otherwise bce uses
         `out.x_hat`. mse always compares `out.x_hat`, the decoder output after its activation.
     kl_scale: the KL schedule's value at this step.
-    data_range: SSIM data range (1.0 for [0, 1] data, 2.0 for [-1, 1]).
     """
-    w = weights
-    if recon_kind == "bce" and logits:
-        rec_b = reconstruction(out.x_logits, x, "bce", logits=True, reduction=reduction)
-    else:
-        rec_b = reconstruction(out.x_hat, x, recon_kind, logits=False, reduction=reduction)
-    kl_b = kl_divergence(out.posterior, reduction, free_bits)
-    kl_coef = kl_scale * w.kl_weight
-
-    recon, kl = rec_b.mean(), kl_b.mean()
-    total = w.alpha * recon + kl_coef * kl
-    per_sample = w.alpha * rec_b + kl_coef * kl_b
-    ssim_mean = sparse_mean = None
-    if w.ssim:
-        ssim_b = ssim(out.x_hat, x, data_range)
-        ssim_mean = ssim_b.mean()
-        total = total + w.beta * (1.0 - ssim_mean)
-        per_sample = per_sample + w.beta * (1.0 - ssim_b)
-    if w.sparse:
-        sparse_b = sparsity(out.posterior.mean)
-        sparse_mean = sparse_b.mean()
-        total = total + w.lambd * sparse_mean
-        per_sample = per_sample + w.lambd * sparse_b
-    return LossTerms(total=total, recon=recon, kl=kl, ssim=ssim_mean, sparse=sparse_mean, per_sample=per_sample)
+    options = LossOptions(recon_kind, logits, reduction, free_bits, data_range)
+    return weigh_terms(out, x, weights, options, kl_scale)

@@ -22,6 +22,11 @@ import torch
 
 from vaelab.core.config import Config
 from vaelab.core.errors import ConfigError
+from vaelab.training.distributed import LocalContext
+from vaelab.training.loss_setup import LossSetup
+from vaelab.training.precision import get_precision, resolve_device
+from vaelab.training.runs import data_meta
+from vaelab.training.step import TrainStep
 
 GB = 1024**3
 MB = 1024**2
@@ -63,47 +68,39 @@ class MemoryReport:
 
 
 def data_spec(bundle) -> dict[str, Any]:
-    from vaelab.training.trainer import data_meta
+    return data_meta(bundle)
 
-    return {**data_meta(bundle), "value_range": [float(v) for v in bundle.value_range]}
+
+def _own_rng(device: torch.device):
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def build_step(cfg: Config, spec: dict[str, Any], device: torch.device) -> Callable[[int], None]:
-    """A function running `steps` training steps of this config at a batch size, on synthetic data of the data's shape."""
-    from vaelab.model.build import build_model
-    from vaelab.training.optim import make_optimizer
-    from vaelab.training.trainer import LossSetup, _autocast
+    """A function running `steps` training steps of this config at a batch size, on synthetic data of the data's shape.
 
-    tc = cfg.train
-    if tc.precision == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision: fp16 needs a CUDA device (CPUs lack fast fp16 and gradient scaling); use bf16 on CPU")
+    Each call is a whole optimizer step of the trainer's own `TrainStep` (forward, loss, backward, clipping,
+    optimizer, EMA), with a fresh model per `build_step`.
+    """
+    from vaelab.model.build import build_model
+
+    get_precision(cfg.train.precision, device)  # refuse e.g. fp16 on a CPU before building anything
     lo, hi = spec["value_range"]
-    model = build_model(cfg.model, spec["shape"], num_classes=spec.get("num_classes"), cond_dim=spec.get("cond_dim"),
-                        value_range=(lo, hi)).to(device)
-    loss = LossSetup.from_config(cfg, model, (lo, hi))
-    opt = make_optimizer(tc.optimizer.name, model.parameters(), lr=tc.lr, weight_decay=tc.optimizer.weight_decay,
-                         kwargs=tc.optimizer.kwargs)
-    scaler = torch.amp.GradScaler("cuda") if tc.precision == "fp16" else None
+    with _own_rng(device):  # the probe's model init and data leave the caller's RNG alone
+        model = build_model(cfg.model, spec["shape"], num_classes=spec.get("num_classes"), cond_dim=spec.get("cond_dim"),
+                            value_range=(lo, hi)).to(device)
+    step = TrainStep.from_config(cfg, model, LossSetup.from_config(cfg, model, (lo, hi)), device)
 
     def run(batch: int, steps: int = 2) -> None:
-        for _ in range(steps):
-            x = torch.rand(batch, *spec["shape"], device=device) * (hi - lo) + lo
-            c = None
-            if model.conditional:
-                y = (torch.randint(0, model.condition_width, (batch,), device=device) if model.condition_kind == "label"
-                     else torch.rand(batch, model.condition_width, device=device))
-                c = model.condition_vector(y)
-            with _autocast(device, tc.precision):
-                out = model(x, c)
-            total = loss(out, x, 1.0).total
-            (scaler.scale(total) if scaler else total).backward()
-            if scaler:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            opt.zero_grad(set_to_none=True)
-            del x, out, total
+        with _own_rng(device):
+            for _ in range(steps):
+                x = torch.rand(batch, *spec["shape"], device=device) * (hi - lo) + lo
+                c = None
+                if model.conditional:
+                    y = (torch.randint(0, model.condition_width, (batch,), device=device)
+                         if model.condition_kind == "label" else torch.rand(batch, model.condition_width, device=device))
+                    c = model.condition_vector(y)
+                step(x, c, 1.0, apply=True)
+                del x, c
 
     return run
 
@@ -276,8 +273,6 @@ def max_batch_for(cfg: Config, spec: dict[str, Any], *, device: str = "auto", li
                   margin: float = 0.1, max_batch: int = 1 << 20, confirm: bool | None = None,
                   measure: Measure | None = None, start: int = 8, refine: int = 2) -> MemoryReport:
     """The largest training batch of `cfg` (data described by `spec`, see `data_spec`) fitting the device."""
-    from vaelab.training.trainer import resolve_device
-
     dev = resolve_device(device)
     if limit_gb is not None and limit_gb <= 0:
         raise ConfigError(f"--limit-gb must be positive, got {limit_gb}")
@@ -299,16 +294,18 @@ def memory_report(cfg: Config, *, device: str = "auto", limit_gb: float | None =
                          max_batch=max(1, len(bundle.train)), confirm=confirm)
 
 
-def resolve_auto_batch(cfg: Config, bundle, device: torch.device, dist=None) -> Config:
-    """A copy of cfg with `train.batch_size: auto` replaced by the measured largest batch (global under torchrun)."""
-    world = dist.world_size if dist is not None else 1
+def resolve_auto_batch(cfg: Config, bundle, device: torch.device, parallel=None) -> Config:
+    """A copy of cfg with `train.batch_size: auto` replaced by the measured largest batch (global under torchrun).
+
+    parallel: a vaelab.training.distributed context (LocalContext when omitted)."""
+    parallel = parallel if parallel is not None else LocalContext()
+    world = parallel.world_size
     batch = None
-    if dist is None or dist.is_main:
+    if parallel.is_main:
         report = max_batch_for(cfg, data_spec(bundle), device=str(device), max_batch=max(1, len(bundle.train) // world))
         print(f"train.batch_size auto:\n{report.summary()}", file=sys.stderr, flush=True)
         batch = report.batch * world
-    if dist is not None:
-        batch = dist.broadcast(batch)
+    batch = parallel.broadcast(batch)
     out = cfg.model_copy(deep=True)
     out.train.batch_size = int(batch)
     return out

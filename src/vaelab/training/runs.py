@@ -33,6 +33,14 @@ def default_run_dir(cfg: Config, root: Path = Path("runs")) -> Path:
     return path
 
 
+def data_meta(bundle) -> dict[str, Any]:
+    """The run's description of its data (stored in every checkpoint, read back by `load_run`)."""
+    _, y = bundle.train.take(1)
+    cond_dim = int(y.shape[1]) if y is not None and y.dim() == 2 else None
+    return {"shape": list(bundle.shape), "value_range": [float(v) for v in bundle.value_range],
+            "num_classes": bundle.num_classes, "cond_dim": cond_dim, "name": bundle.name}
+
+
 def write_config(run_dir: Path, cfg: Config) -> None:
     atomic_write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
 

@@ -1,0 +1,49 @@
+"""The loss of one run: the config's term weights, the options the terms need, and the KL schedule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from torch import Tensor
+
+from vaelab.core.config import Config, LossConfig
+from vaelab.core.errors import ConfigError
+from vaelab.core.vocab import LOSS_TERMS
+from vaelab.training.losses import LossOptions, LossTerms, ReconKind, term_weights, weigh_terms
+from vaelab.training.schedules import make_schedule
+
+
+def recon_kind(lc: LossConfig, value_range: Sequence[float]) -> ReconKind:
+    """`loss.recon`, with `auto` resolved from the data range: bce for [0, 1] data, mse otherwise."""
+    lo, hi = value_range
+    kind = lc.recon if lc.recon != "auto" else ("bce" if lo >= 0 and hi <= 1 else "mse")
+    if kind == "bce" and (lo < 0 or hi > 1):
+        raise ConfigError(f"loss.recon: bce needs data in [0, 1] but this data spans [{lo:g}, {hi:g}]; use loss.recon: mse")
+    return kind
+
+
+@dataclass
+class LossSetup:
+    """Everything the loss needs besides the batch, fixed for a run; call it as `setup(out, x, kl_scale)`."""
+
+    weights: dict[str, float]  # {term: weight} of the terms switched on
+    options: LossOptions
+    schedule: Callable[[int, int], float]  # (step, total_steps) -> KL scale
+
+    @classmethod
+    def from_config(cls, cfg: Config, model, value_range: Sequence[float]) -> "LossSetup":
+        """`model` gives the sample shape (terms such as SSIM need images) and its output activation."""
+        lc = cfg.loss
+        lo, hi = value_range
+        kind = recon_kind(lc, value_range)
+        weights = term_weights(lc)
+        for name in weights:
+            problem = LOSS_TERMS.get(name).check(tuple(model.input_shape))
+            if problem:
+                raise ConfigError(problem)
+        options = LossOptions(kind, kind == "bce" and model.output_activation == "sigmoid", lc.reduction,
+                              lc.free_bits, lc.data_range or (hi - lo) or 1.0)
+        return cls(weights, options, make_schedule(lc.kl_schedule.kind, **lc.kl_schedule.params()))
+
+    def __call__(self, out, x: Tensor, kl_scale: float) -> LossTerms:
+        return weigh_terms(out, x, self.weights, self.options, kl_scale)
