@@ -7,6 +7,7 @@ shared `TrainStep`; this file decides which batches, when to evaluate, log, chec
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from vaelab.training.precision import get_precision
 from vaelab.training.progress import progress_bar, report_epoch
 from vaelab.training.runs import append_metrics, data_meta
 from vaelab.training.step import NonFiniteLoss, TrainStep, condition_of
+from vaelab.training.units import UnitStats, collapse_warning, unit_stats
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -60,6 +62,7 @@ class Trainer:
         self.data_gen = torch.Generator().manual_seed(cfg.seed)
         self.state = State()
         self.on_epoch = on_epoch
+        self._collapse_warned = False
 
     @property
     def eval_model(self) -> VAE:
@@ -148,15 +151,34 @@ class Trainer:
                 t0 = time.perf_counter()
                 train_terms = self._train_epoch(bar.start(f"epoch {s.epoch + 1}/{tc.epochs}"))
                 seconds = time.perf_counter() - t0
-                val = self.bundle.val
-                val_terms = self.evaluate(val) if val is not None and len(val) else {}
+                val = self.bundle.val if self.bundle.val is not None and len(self.bundle.val) else None
+                val_terms = self.evaluate(val) if val is not None else {}
                 val_terms = self.parallel.broadcast(val_terms)  # rank 0's numbers drive scheduler and stopping
+                units = self._units(val)
                 s.epoch += 1
                 row = {"epoch": s.epoch, "step": s.global_step, "lr": self.step.optimizer.param_groups[0]["lr"],
                        **{f"train_{k}": v for k, v in train_terms.items()}, **{f"val_{k}": v for k, v in val_terms.items()},
+                       "active_units": units.active, "kl_per_dim": units.kl_per_dim,
                        "seconds": round(seconds, 4), "samples_per_s": round(len(self.bundle.train) / max(seconds, 1e-9), 1)}
                 self._end_epoch(row, val_terms.get("loss", train_terms["loss"]), val_terms.get("loss"))
+                self._warn_collapse(units, train_terms["kl_scale"], "validation" if val is not None else "training")
         return self.run_dir
+
+    def _units(self, val) -> UnitStats:
+        """Active units and KL per latent dimension on <= 1000 validation samples (the first training ones
+        without a validation split)."""
+        tc = self.cfg.train
+        return unit_stats(self.eval_model, val if val is not None else self.bundle.train, self.device,
+                          self.step.precision, batch_size=tc.eval_batch_size or tc.batch_size)
+
+    def _warn_collapse(self, units: UnitStats, kl_scale: float, split_name: str) -> None:
+        """One stderr line per run when no unit is active although the KL weight has finished its warm-up."""
+        schedule, total = self.loss.schedule, self.total_steps
+        kl_on = self.loss.weights.get("kl", 0.0) * kl_scale > 0 and kl_scale >= schedule(total - 1, total) - 1e-9
+        if units.active or not units.units or not kl_on or self._collapse_warned or not self.is_main:
+            return
+        self._collapse_warned = True
+        print(collapse_warning(units, self.state.epoch, split_name), file=sys.stderr, flush=True)
 
     def _end_epoch(self, row: dict[str, Any], monitored: float, val_loss: float | None) -> None:
         """Scheduler, early stopping, compile time; then (rank 0) checkpoint, metrics line, report, callback."""
