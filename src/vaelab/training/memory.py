@@ -173,6 +173,61 @@ def fit_line(probes: list[tuple[int, int]]) -> tuple[float, float]:
     return float(intercept), float(slope)
 
 
+class _Prober:
+    """Runs and remembers probes; None marks a batch that ran out of memory."""
+
+    def __init__(self, measure: Measure, parallel: int):
+        self.measure, self.parallel = measure, parallel
+        self.probes: dict[int, int | None] = {}
+
+    def one(self, b: int) -> int | None:
+        try:
+            return int(self.measure(b))
+        except torch.cuda.OutOfMemoryError:  # type: ignore[attr-defined]
+            torch.cuda.empty_cache()
+            return None
+
+    def at(self, *bs: int) -> list[int | None]:
+        todo = sorted({b for b in bs if b not in self.probes})
+        if self.parallel > 1 and len(todo) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.parallel, len(todo))) as pool:
+                self.probes.update(zip(todo, pool.map(self.one, todo)))
+        else:
+            self.probes.update((b, self.one(b)) for b in todo)
+        return [self.probes[b] for b in bs]
+
+    def ok(self) -> list[tuple[int, int]]:
+        return sorted((b, m) for b, m in self.probes.items() if m is not None)
+
+
+def _explore(prober: _Prober, budget: float, start: int, max_batch: int, refine: int) -> None:
+    """Grow a (p, 16p) pair until the batch-dependent part stands out of the measurement noise (>= 10%), then
+    probe `refine` batches inside the last interval that fits."""
+
+    def fits(m: int | None) -> bool:
+        return m is not None and m <= budget
+
+    p = max(1, min(start, max_batch))
+    while True:
+        hi = min(16 * p, max_batch)
+        (lo_m,) = prober.at(p, hi)[:1] if prober.parallel > 1 else prober.at(p)  # CPU: measure the pair at once
+        if not fits(lo_m):
+            if p > 1:
+                prober.at(1)
+            break
+        (hi_m,) = prober.at(hi)
+        if not fits(hi_m) or hi >= max_batch or hi_m - lo_m >= 0.1 * lo_m:
+            break
+        p = hi
+    ok = prober.ok()
+    if len(ok) >= 2 and ok[-1][0] > ok[-2][0] + 2:  # two more probes inside the last interval refine the line
+        lo_b, hi_b = ok[-2][0], ok[-1][0]
+        if fits(prober.probes[lo_b]):
+            prober.at(*[lo_b + k * (hi_b - lo_b) // (refine + 1) for k in range(1, refine + 1)])
+
+
 def choose_batch(measure: Measure, limit_bytes: int, *, margin: float = 0.1, max_batch: int = 1 << 20,
                  start: int = 8, confirm: bool = False, device: str = "cpu", parallel: int = 1, refine: int = 2) -> MemoryReport:
     """Largest batch whose fitted peak stays under limit*(1-margin); raises ConfigError if batch 1 does not fit.
@@ -182,51 +237,11 @@ def choose_batch(measure: Measure, limit_bytes: int, *, margin: float = 0.1, max
     if not 0 <= margin < 1:
         raise ConfigError(f"margin must be in [0, 1), got {margin}")
     budget = limit_bytes * (1 - margin)
-    probes: dict[int, int | None] = {}  # None: out of memory
-
-    def one_probe(b: int) -> int | None:
-        try:
-            return int(measure(b))
-        except torch.cuda.OutOfMemoryError:  # type: ignore[attr-defined]
-            torch.cuda.empty_cache()
-            return None
-
-    def at(*bs: int) -> list[int | None]:
-        todo = sorted({b for b in bs if b not in probes})
-        if parallel > 1 and len(todo) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(min(parallel, len(todo))) as pool:
-                probes.update(zip(todo, pool.map(one_probe, todo)))
-        else:
-            probes.update((b, one_probe(b)) for b in todo)
-        return [probes[b] for b in bs]
-
-    def fits(m: int | None) -> bool:
-        return m is not None and m <= budget
-
-    # grow a (p, 16p) pair until the batch-dependent part stands out of the measurement noise (>= 10%)
-    p = max(1, min(start, max_batch))
-    while True:
-        hi = min(16 * p, max_batch)
-        (lo_m,) = at(p, hi)[:1] if parallel > 1 else at(p)  # CPU: measure the pair at once
-        if not fits(lo_m):
-            if p > 1:
-                at(1)
-            break
-        (hi_m,) = at(hi)
-        if not fits(hi_m) or hi >= max_batch or hi_m - lo_m >= 0.1 * lo_m:
-            break
-        p = hi
-    ok = sorted((b, m) for b, m in probes.items() if m is not None)
-    if len(ok) >= 2 and ok[-1][0] > ok[-2][0] + 2:  # two more probes inside the last interval refine the line
-        lo_b, hi_b = ok[-2][0], ok[-1][0]
-        inside = [lo_b + k * (hi_b - lo_b) // (refine + 1) for k in range(1, refine + 1)]
-        if fits(probes[lo_b]):
-            at(*inside)
-    ok = sorted((b, m) for b, m in probes.items() if m is not None)
+    prober = _Prober(measure, parallel)
+    _explore(prober, budget, start, max_batch, refine)
+    ok = prober.ok()
     if not ok:
-        raise ConfigError(f"train.batch_size: every probe ran out of memory (batches {sorted(probes)}); "
+        raise ConfigError(f"train.batch_size: every probe ran out of memory (batches {sorted(prober.probes)}); "
                           "use a smaller model or train.precision: bf16")
     used = ok[-4:]
     fixed, per = fit_line(used) if len(used) >= 2 else (float(used[0][1]), 0.0)
@@ -243,14 +258,19 @@ def choose_batch(measure: Measure, limit_bytes: int, *, margin: float = 0.1, max
     report = MemoryReport(device, int(limit_bytes), margin, ok, fixed, per, batch, fixed + per * batch,
                           capped_at=max_batch if batch == max_batch else None)
     if confirm:
-        for _ in range(4):  # shrink if the real peak overshoots the limit itself
-            report.confirmed_bytes = one_probe(report.batch)
-            if report.confirmed_bytes is not None and report.confirmed_bytes <= limit_bytes:
-                break
-            report.notes.append(f"batch {report.batch} did not fit when run; trying {max(1, int(report.batch * 0.8))}")
-            report.batch = max(1, int(report.batch * 0.8))
-            report.predicted_bytes = report.predict(report.batch)
+        _confirm(report, prober, limit_bytes)
     return report
+
+
+def _confirm(report: MemoryReport, prober: _Prober, limit_bytes: int) -> None:
+    """Run the chosen batch; shrink it by 20% (up to 4 times) while its real peak overshoots the limit itself."""
+    for _ in range(4):
+        report.confirmed_bytes = prober.one(report.batch)
+        if report.confirmed_bytes is not None and report.confirmed_bytes <= limit_bytes:
+            break
+        report.notes.append(f"batch {report.batch} did not fit when run; trying {max(1, int(report.batch * 0.8))}")
+        report.batch = max(1, int(report.batch * 0.8))
+        report.predicted_bytes = report.predict(report.batch)
 
 
 # ----------------------------------------------------------------------------- entry points
