@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.core.registry import Registry
+
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, list[float]]:
     """Burda et al. 2016: a latent dim is active when Var_x(E_q[z|x]) > threshold. mu: (N, *latent)."""
@@ -47,6 +49,35 @@ def wasserstein_per_dim(a: Tensor, b: Tensor) -> list[float]:
     return [float(wasserstein_distance(a2[:, j], b2[:, j])) for j in range(a2.shape[1])]
 
 
+def rotation_angle_deg(q_a: Tensor, q_b: Tensor) -> Tensor:
+    """Angle in degrees of the rotation between quaternions q_a, q_b (..., 4) -> (...); q_b need not be unit.
+
+    Component order does not matter (both in the same order), nor the sign (q and -q are one rotation).
+    4 * atan2(|a - b|, |a + b|) for unit a, b with a.b >= 0 is the rotation angle, accurate near 0 where acos is not.
+    """
+    a = q_a.double() / q_a.double().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    b = q_b.double() / q_b.double().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    b = torch.where((a * b).sum(-1, keepdim=True) < 0, -b, b)
+    return torch.rad2deg(4.0 * torch.atan2((a - b).norm(dim=-1), (a + b).norm(dim=-1)))
+
+
+def quaternion_metrics(x: Tensor, recon: Tensor) -> dict[str, float]:
+    """x, recon (N, 4J) in the data's units: the mean rotation angle between input and reconstruction over
+    frames and joints, and the same for the mean pose (per joint, the normalised mean quaternion of these
+    frames) predicted for every frame, the baseline a model that ignores its input reaches."""
+    if x.shape[-1] % 4:
+        raise ValueError(f"quaternion features come in fours, got {x.shape[-1]} per sample")
+    q = x.reshape(x.shape[0], -1, 4)  # (N, J, 4)
+    mean_pose = q.double().mean(dim=0, keepdim=True).expand_as(q)
+    return {"rotation_error_deg": float(rotation_angle_deg(q, recon.reshape(q.shape)).mean()),
+            "mean_pose_rotation_error_deg": float(rotation_angle_deg(q, mean_pose).mean())}
+
+
+FEATURE_METRICS: Registry = Registry("feature metric")
+FEATURE_METRICS.register("quaternion", quaternion_metrics,
+                         doc="mean rotation angle (degrees) input vs reconstruction, and the mean-pose baseline")
+
+
 def embed_2d(mu: Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
     """(N, *latent) posterior means -> (N, 2) with PCA (default) or seeded t-SNE (scikit-learn)."""
     flat = mu.reshape(mu.shape[0], -1).double().numpy()
@@ -66,4 +97,5 @@ def embed_2d(mu: Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
     raise ValueError(f"embedding must be 'pca' or 'tsne', got {method!r}")
 
 
-__all__ = ["active_units", "mmd_rbf", "wasserstein_per_dim", "embed_2d"]
+__all__ = ["active_units", "mmd_rbf", "wasserstein_per_dim", "embed_2d", "rotation_angle_deg", "quaternion_metrics",
+           "FEATURE_METRICS"]
