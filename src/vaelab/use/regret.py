@@ -2,7 +2,8 @@
 measure how much the NLL drops. In-distribution inputs are already well encoded, so their regret is small.
 
 `regret_scores` runs the per-input optimisations together: the encoder parameters are stacked into one copy per
-input and evaluated with `torch.func.vmap(functional_call)`, so one Adam step updates every copy at once (Adam is
+input and evaluated with per-input layer kernels (`regret_layers`: grouped convolutions, batched matmuls; vmap
+for any other layer), so one Adam step updates every copy at once (Adam is
 elementwise, so Adam on the stacked tensors is exactly one Adam per copy when the objective is the sum of the
 per-input losses). `regret_scores_loop` is the reference one-input-at-a-time loop (deepcopy + Adam per input, as in
 the paper's code); both draw their noise from the same pre-drawn tensors, so they agree up to float rounding.
@@ -15,11 +16,11 @@ from typing import Iterator
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from vaelab.model.vae import VAE
 from vaelab.use.likelihood import Likelihood, default_likelihood, iw_nll_from_posterior, log_likelihood
 from vaelab.model.distributions import DiagonalGaussian
+from vaelab.use.regret_layers import encode_per_input
 from vaelab.use.regret_linear import input_linear_index, regret_batch_linear
 
 ENCODER_PREFIXES = ("encoder.", "mu_head.", "logvar_head.")
@@ -42,18 +43,6 @@ def _frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(f)
 
 
-class _Encode(nn.Module):
-    """model.encode as a module returning (mean, logvar), for functional_call."""
-
-    def __init__(self, vae: VAE):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, x: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
-        post = self.vae.encode(x, c)
-        return post.mean, post.logvar
-
-
 def _noise(model: VAE, x: Tensor, c: Tensor | None, steps: int, k: int, generator: torch.Generator | None):
     with torch.no_grad():
         shape = model.encode(x[:1], None if c is None else c[:1]).mean.shape[1:]
@@ -70,26 +59,37 @@ def _elbo_loss(model: VAE, mean: Tensor, logvar: Tensor, eps: Tensor, x: Tensor,
 
 
 class _StackedAdam:
-    """torch.optim.Adam's update (no weight decay, no amsgrad), in place on stacked per-input copies.
+    """torch.optim.Adam's update (amsgrad off), in place on stacked per-input copies (B, *param).
 
-    Same formulas as torch's single-tensor Adam, so each copy follows the loop's trajectory to float rounding.
+    Same moments as torch's single-tensor Adam, so each copy follows the loop's trajectory to float rounding:
+    m/(sqrt(v)/c + eps) is computed as c*m/(sqrt(v) + c*eps) with c = sqrt(1 - beta2^t), one pass fewer.
+    Written with torch._foreach_* over every tensor at once and a preallocated denominator (a fresh B x params
+    temporary per step costs page faults on CPU).
+    weight_decay: added to the gradient (L2, as torch.optim.Adam's weight_decay and the paper's code).
     """
 
-    def __init__(self, params: list[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+    def __init__(self, params: list[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        self.params, self.lr, self.betas, self.eps, self.wd, self.t = params, lr, betas, eps, weight_decay, 0
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
+        self.denom = [torch.empty_like(p) for p in params]
 
     @torch.no_grad()
-    def step(self, grads: tuple[Tensor, ...]) -> None:
+    def step(self, grads: tuple[Tensor, ...] | list[Tensor]) -> None:
         self.t += 1
         b1, b2 = self.betas
-        step_size = self.lr / (1 - b1**self.t)
-        bc2_sqrt = (1 - b2**self.t) ** 0.5
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            p.addcdiv_(m, v.sqrt().div_(bc2_sqrt).add_(self.eps), value=-step_size)
+        grads = list(grads)
+        if self.wd:
+            torch._foreach_add_(grads, [p.detach() for p in self.params], alpha=self.wd)
+        c = (1 - b2**self.t) ** 0.5
+        torch._foreach_lerp_(self.m, grads, 1 - b1)
+        torch._foreach_mul_(self.v, b2)
+        torch._foreach_addcmul_(self.v, grads, grads, value=1 - b2)
+        for d, v in zip(self.denom, self.v):  # sqrt(v) as 1 / rsqrt(v): torch.sqrt is ~10x slower on subnormal
+            torch.rsqrt(v, out=d).reciprocal_()  # v (tiny gradients squared), even with flush-to-zero set
+        torch._foreach_add_(self.denom, self.eps * c)
+        torch._foreach_addcdiv_([p.detach() for p in self.params], self.m, self.denom, value=-self.lr / (1 - b1**self.t) * c)
 
 
 def _check(steps: int, lr: float, k: int) -> None:
@@ -129,7 +129,6 @@ def regret_scores(
     eps_train, eps_eval = _noise(model, x, c_all, steps, k, generator)
     names = [n for n, _ in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
     base = dict(model.named_parameters())
-    enc = _Encode(model)
     fast_idx = input_linear_index(model) if factored else None
     out = []
     with _frozen(model):
@@ -148,22 +147,15 @@ def regret_scores(
                 out.append((before - after).detach())
                 continue
             stacked = {n: base[n].detach().unsqueeze(0).repeat(b, *([1] * base[n].dim())).requires_grad_(True) for n in names}
-
-            def one(params: dict[str, Tensor], x1: Tensor, c1: Tensor | None) -> tuple[Tensor, Tensor]:
-                full = {"vae." + n: v for n, v in params.items()}
-                mean, logvar = functional_call(enc, full, (x1.unsqueeze(0), None if c1 is None else c1.unsqueeze(0)))
-                return mean[0], logvar[0]
-
-            encode_all = vmap(one, in_dims=(0, 0, None if cb is None else 0))
             with torch.no_grad():
                 before = iw_nll_from_posterior(model, model.encode(xb, cb), xb, cb, eps_eval[:, s : s + b], lik)
             adam = _StackedAdam(list(stacked.values()), lr)
             for t in range(steps):
-                mean, logvar = encode_all(stacked, xb, cb)
+                mean, logvar = encode_per_input(model, stacked, xb, cb)
                 loss = _elbo_loss(model, mean, logvar, eps_train[t, s : s + b], xb, cb, lik).sum()
                 adam.step(torch.autograd.grad(loss, list(stacked.values())))
             with torch.no_grad():
-                mean, logvar = encode_all(stacked, xb, cb)
+                mean, logvar = encode_per_input(model, stacked, xb, cb)
                 after = iw_nll_from_posterior(model, DiagonalGaussian(mean, logvar), xb, cb, eps_eval[:, s : s + b], lik)
             out.append((before - after).detach())
     return torch.cat(out) if out else torch.zeros(0)
