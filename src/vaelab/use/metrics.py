@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.core.registry import Registry
+from vaelab.core.errors import ConfigError
+from vaelab.core.registry import Registry, UnknownNameError
 
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, list[float]]:
@@ -78,24 +79,38 @@ FEATURE_METRICS.register("quaternion", quaternion_metrics,
                          doc="mean rotation angle (degrees) input vs reconstruction, and the mean-pose baseline")
 
 
+EMBEDDINGS: Registry = Registry("embedding")
+
+
+@EMBEDDINGS.register("pca", doc="principal components (scikit-learn PCA): linear, distances within the plane kept")
+def pca_2d(flat: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(flat)
+
+
+@EMBEDDINGS.register("tsne", doc="seeded t-SNE (scikit-learn): keeps neighbourhoods, as seed 003's figure")
+def tsne_2d(flat: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30, max(2, (flat.shape[0] - 1) // 3)))
+    return TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(flat)
+
+
 def embed_2d(mu: Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """(N, *latent) posterior means -> (N, 2) with PCA (default) or seeded t-SNE (scikit-learn)."""
+    """(N, *latent) posterior means -> (N, 2) with a registered embedding (`EMBEDDINGS`: pca, tsne); latents with
+    one or two dimensions are shown as they are."""
     flat = mu.reshape(mu.shape[0], -1).double().numpy()
     if flat.shape[1] == 1:
         return np.concatenate([flat, np.zeros_like(flat)], axis=1)
     if flat.shape[1] == 2:
         return flat
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        return PCA(n_components=2, random_state=seed).fit_transform(flat)
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30, max(2, (flat.shape[0] - 1) // 3)))
-        return TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(flat)
-    raise ValueError(f"embedding must be 'pca' or 'tsne', got {method!r}")
+    try:
+        fn = EMBEDDINGS.get(method)
+    except UnknownNameError as e:
+        raise ConfigError(f"embedding: {e}") from None
+    return fn(flat, seed)
 
 
 __all__ = ["active_units", "mmd_rbf", "wasserstein_per_dim", "embed_2d", "rotation_angle_deg", "quaternion_metrics",
-           "FEATURE_METRICS"]
+           "FEATURE_METRICS", "EMBEDDINGS"]
