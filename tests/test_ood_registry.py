@@ -125,13 +125,13 @@ def test_unknown_embedding():
 def test_mmd_matches_the_closed_form_for_two_gaussians():
     """1-D N(0,1) vs N(m,1) with kernel exp(-d^2 / (2 h^2)): MMD^2 = 2 sqrt(h^2/(h^2+2)) (1 - exp(-m^2 / (2 (h^2+2))))."""
     g = torch.Generator().manual_seed(0)
-    h, m, n = 1.0, 1.5, 4000
+    h, m, n = 1.0, 1.5, 1500
     a = torch.randn(n, 1, generator=g, dtype=torch.float64)
     b = torch.randn(n, 1, generator=g, dtype=torch.float64) + m
     want = 2 * math.sqrt(h * h / (h * h + 2)) * (1 - math.exp(-m * m / (2 * (h * h + 2))))
-    assert mmd_rbf(a, b, bandwidth=h, max_items=n) == pytest.approx(want, abs=0.02)
+    assert mmd_rbf(a, b, bandwidth=h, max_items=n) == pytest.approx(want, abs=0.03)
     same = mmd_rbf(a, torch.randn(n, 1, generator=g, dtype=torch.float64), bandwidth=h, max_items=n)
-    assert abs(same) < 0.005  # unbiased: about 0 for one distribution
+    assert abs(same) < 0.01  # unbiased: about 0 for one distribution
 
 
 def test_wasserstein_per_dim_is_exact_on_small_samples():

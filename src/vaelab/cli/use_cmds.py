@@ -178,8 +178,13 @@ def ood(
     limit: int = typer.Option(500, "--limit", help="Items of each set (regret fine-tunes per item)"),
     scores: str = typer.Option("nll,regret,complexity", "--scores", help="Comma list of OOD scores: nll, regret, complexity"),
     k: int = typer.Option(1, "--k", help="Importance samples per NLL (1 = negative ELBO)"),
-    regret_steps: Optional[int] = typer.Option(None, "--regret-steps", help="Adam steps on each input's encoder copy"),
-    regret_lr: Optional[float] = typer.Option(None, "--regret-lr", help="Adam learning rate of the re-fit"),
+    regret_steps: Optional[int] = typer.Option(None, "--regret-steps", help="Adam steps on each input's encoder copy "
+                                               "(default 100, as Xiao et al. 2020)"),
+    regret_lr: Optional[float] = typer.Option(None, "--regret-lr", help="Adam learning rate of the re-fit (default 2e-4)"),
+    regret_k: Optional[int] = typer.Option(None, "--regret-k", help="importance samples for the NLL before and after "
+                                           "the re-fit (default 1000)"),
+    regret_weight_decay: Optional[float] = typer.Option(None, "--regret-weight-decay", help="Adam's L2 weight decay "
+                                                        "(default 5e-5)"),
     compressor: Optional[str] = typer.Option(None, "--compressor", help="lossless compressor for the input complexity: "
                                              "png, jpeg2000, zlib (default: png for images, zlib otherwise)"),
     seed: int = typer.Option(0, "--seed"),
@@ -189,15 +194,17 @@ def ood(
     and complexity-corrected NLL (Serra et al. 2020); prints AUROC, AUPRC and FPR at 95% TPR, writes
     ood_scores.csv, ood.json and ood_roc.png."""
     from vaelab.use.inputs import dataset_items, open_run
-    from vaelab.use.ood import legacy_options, ood as run_ood
+    from vaelab.use.ood import cli_options, ood as run_ood
 
     r = open_run(run)
     a = dataset_items(r, inside, limit=limit)
     b = dataset_items(r, outside, limit=limit)
     res = run_ood(r, a, b, out_dir or r.path / "ood", scores=tuple(s.strip() for s in scores.split(",") if s.strip()),
-                  options=legacy_options(regret_steps, regret_lr, compressor), k=k, seed=seed)
+                  options=cli_options(regret_steps, regret_lr, regret_k, regret_weight_decay, compressor), k=k, seed=seed)
     _print_table(f"OOD: in {a.source} ({len(a)}) vs out {b.source} ({len(b)})",
                  [(s, f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  FPR@95%TPR {m['fpr95']:.4f}") for s, m in res.metrics.items()])
+    for line in res.notes["warnings"]:
+        typer.echo(f"warning: {line}", err=True)
     typer.echo(f"{res.csv}\n{res.figure}")
 
 

@@ -39,10 +39,11 @@ def score_items(run: Run, items: Items, *, scores=SCORES, options: dict[str, dic
     return compute_scores(ctx, tuple(scores), options), ctx.notes
 
 
-def legacy_options(regret_steps: int | None = None, regret_lr: float | None = None,
-                   compressor: str | None = None) -> dict[str, dict]:
-    """The per-score options from the CLI's flags (only those given)."""
-    regret = {k: v for k, v in (("steps", regret_steps), ("lr", regret_lr)) if v is not None}
+def cli_options(regret_steps: int | None = None, regret_lr: float | None = None, regret_k: int | None = None,
+                regret_weight_decay: float | None = None, compressor: str | None = None) -> dict[str, dict]:
+    """The per-score options from the CLI's flags (only those given; the rest keep the scores' defaults)."""
+    regret = {k: v for k, v in (("steps", regret_steps), ("lr", regret_lr), ("k", regret_k),
+                                ("weight_decay", regret_weight_decay)) if v is not None}
     return {"regret": regret, "complexity": {} if compressor is None else {"compressor": compressor}}
 
 
@@ -68,13 +69,27 @@ def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=SCORES
     atomic_write_text(csv_path, buf.getvalue())
     fig_path = out_dir / "ood_roc.png"
     _roc_figure(s_in, s_out, metrics, fig_path, f"in: {inside.source}  out: {outside.source}")
-    notes = {"in": notes_in, "out": notes_out}
+    notes = {"in": notes_in, "out": notes_out, "warnings": _warnings(notes_in, options)}
     summary = out_dir / "ood.json"
     used = {n: score_options(n, (options or {}).get(n)).model_dump() for n in scores}
     atomic_write_text(summary, json.dumps({"in": inside.source, "out": outside.source, "n_in": len(inside),
                                            "n_out": len(outside), "k": k, "options": used, "metrics": metrics,
                                            "notes": notes}, indent=2) + "\n")
     return OODResult(metrics, csv_path, fig_path, summary, notes)
+
+
+def _warnings(notes_in: dict[str, Any], options: dict[str, dict] | None) -> list[str]:
+    """What the user must know about the scores (one line each): a regret re-fit that made the in-distribution
+    NLL worse is not a regret, whatever its AUROC."""
+    out = []
+    r = notes_in.get("regret")
+    if r is not None and (r["mean_nats"] < 0 or r["share_worse"] > 0.5):
+        o = score_options("regret", (options or {}).get("regret"))
+        out.append(f"likelihood regret: re-fitting the encoder made the NLL worse on {100 * r['share_worse']:.0f}% of the "
+                   f"in-distribution items (mean regret {r['mean_nats']:.2f} nats) with {o.steps} steps at lr {o.lr:g}: "
+                   "this configuration cannot improve the ELBO; use the paper's defaults (--regret-steps 100 "
+                   "--regret-lr 2e-4) or a smaller learning rate")
+    return out
 
 
 def _roc_figure(s_in, s_out, metrics, path: Path, title: str) -> None:
@@ -93,4 +108,4 @@ def _roc_figure(s_in, s_out, metrics, path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
-__all__ = ["ood", "score_items", "legacy_options", "OODResult", "SCORES"]
+__all__ = ["ood", "score_items", "cli_options", "OODResult", "SCORES"]

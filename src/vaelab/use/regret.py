@@ -44,12 +44,17 @@ def _frozen(model: nn.Module) -> Iterator[None]:
 
 
 def _noise(model: VAE, x: Tensor, c: Tensor | None, steps: int, k: int, generator: torch.Generator | None):
+    """(train (S, N, *latent), eval (K, N, *latent)) standard-normal noise, drawn per item from its own seed, so the
+    batched path and the loop see the same noise whatever the batch size."""
     with torch.no_grad():
         shape = model.encode(x[:1], None if c is None else c[:1]).mean.shape[1:]
-    n = x.shape[0]
-    train = torch.randn((steps, n, *shape), generator=generator)  # (S, N, *latent)
-    evals = torch.randn((k, n, *shape), generator=generator)  # (K, N, *latent)
-    return train, evals
+    seeds = torch.randint(0, 2**62, (x.shape[0],), generator=generator).tolist()
+    train, evals = [], []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        train.append(torch.randn((steps, *shape), generator=g))
+        evals.append(torch.randn((k, *shape), generator=g))
+    return torch.stack(train, dim=1), torch.stack(evals, dim=1)
 
 
 def _elbo_loss(model: VAE, mean: Tensor, logvar: Tensor, eps: Tensor, x: Tensor, c: Tensor | None, lik: Likelihood) -> Tensor:
@@ -92,13 +97,29 @@ class _StackedAdam:
         torch._foreach_addcdiv_([p.detach() for p in self.params], self.m, self.denom, value=-self.lr / (1 - b1**self.t) * c)
 
 
-def _check(steps: int, lr: float, k: int) -> None:
+# Xiao, Yan & Amit (2020), compute_LR.py: Adam(lr 2e-4, betas (0.9, 0.999), weight_decay 5e-5) on a copy of the
+# whole encoder (eval mode), 100 steps on the one-sample negative ELBO of the single input, NLL before and after
+# from 1000 importance samples (200 repeats x 5 batches).
+PAPER_STEPS, PAPER_LR, PAPER_WEIGHT_DECAY, PAPER_K = 100, 2e-4, 5e-5, 1000
+MEMORY_BUDGET = 2**29  # bytes for the stacked copies (parameters, gradients, 2 Adam moments, one temporary)
+
+
+def _check(steps: int, lr: float, k: int, weight_decay: float = 0.0) -> None:
     if steps < 1:
         raise ValueError(f"steps must be >= 1 fine-tuning steps, got {steps}")
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+
+
+def auto_batch(model: VAE, budget: int = MEMORY_BUDGET, cap: int = 128) -> int:
+    """Inputs re-fitted together: as many encoder copies (x5 for gradients, Adam moments, temporaries) as fit in
+    `budget` bytes, at most `cap` (beyond ~128 the per-op overhead is already amortised)."""
+    n = sum(p.numel() * p.element_size() for name, p in model.named_parameters() if name.startswith(ENCODER_PREFIXES))
+    return max(1, min(cap, budget // max(1, 5 * n)))
 
 
 def regret_scores(
@@ -106,39 +127,42 @@ def regret_scores(
     x: Tensor,
     y: Tensor | None = None,
     *,
-    steps: int = 10,
-    lr: float = 1e-3,
-    k: int = 1,
-    batch_size: int = 64,
+    steps: int = PAPER_STEPS,
+    lr: float = PAPER_LR,
+    weight_decay: float = PAPER_WEIGHT_DECAY,
+    k: int = PAPER_K,
+    batch_size: int | None = None,
     generator: torch.Generator | None = None,
     likelihood: Likelihood | None = None,
     factored: bool = True,
 ) -> Tensor:
-    """Likelihood regret per item in nats -> (N,): NLL(x; encoder) - NLL(x; encoder fine-tuned on x alone).
+    """Likelihood regret per item in nats -> (N,): NLL(x; encoder) - NLL(x; encoder re-fitted to x alone).
 
-    steps, lr: Adam steps on the negative ELBO of that one input (one reparameterised draw per step).
+    Defaults are the paper's (see PAPER_*). steps, lr, weight_decay: Adam (L2 weight decay, as torch.optim.Adam
+    and the paper's code) on the negative ELBO of that one input, one reparameterised draw per step.
     k: importance samples for the NLL before and after (the same noise both times); k=1 is the negative ELBO.
-    batch_size: inputs optimised together (memory: batch_size x 3 x the encoder's parameters).
-    factored: when the encoder starts with an nn.Linear on the (flattened) input, keep that layer's per-input
-        weights in factored form (exact, see `regret_linear`); False stacks full copies of every layer.
+    batch_size: inputs re-fitted together; None picks as many as fit in MEMORY_BUDGET (`auto_batch`).
+    factored: when weight_decay is 0 and the encoder starts with an nn.Linear on the (flattened) input, keep that
+        layer's per-input weights in factored form (exact, see `regret_linear`); else full copies of every layer.
     """
-    _check(steps, lr, k)
+    _check(steps, lr, k, weight_decay)
     model.eval()
     lik = likelihood or default_likelihood(model, x)
     c_all = model.condition_vector(y)
     eps_train, eps_eval = _noise(model, x, c_all, steps, k, generator)
     names = [n for n, _ in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
     base = dict(model.named_parameters())
-    fast_idx = input_linear_index(model) if factored else None
+    fast_idx = input_linear_index(model) if factored and weight_decay == 0 else None
+    batch_size = batch_size or auto_batch(model)
     out = []
     with _frozen(model):
         for s in range(0, x.shape[0], batch_size):
             xb = x[s : s + batch_size]
             cb = None if c_all is None else c_all[s : s + batch_size]
             b = xb.shape[0]
+            with torch.no_grad():
+                before = iw_nll_from_posterior(model, model.encode(xb, cb), xb, cb, eps_eval[:, s : s + b], lik)
             if fast_idx is not None:
-                with torch.no_grad():
-                    before = iw_nll_from_posterior(model, model.encode(xb, cb), xb, cb, eps_eval[:, s : s + b], lik)
                 after = regret_batch_linear(
                     model, fast_idx, xb, cb, eps_train[:, s : s + b], eps_eval[:, s : s + b], lr,
                     loss_fn=lambda mean, logvar, e, xb=xb, cb=cb: _elbo_loss(model, mean, logvar, e, xb, cb, lik),
@@ -147,9 +171,7 @@ def regret_scores(
                 out.append((before - after).detach())
                 continue
             stacked = {n: base[n].detach().unsqueeze(0).repeat(b, *([1] * base[n].dim())).requires_grad_(True) for n in names}
-            with torch.no_grad():
-                before = iw_nll_from_posterior(model, model.encode(xb, cb), xb, cb, eps_eval[:, s : s + b], lik)
-            adam = _StackedAdam(list(stacked.values()), lr)
+            adam = _StackedAdam(list(stacked.values()), lr, weight_decay=weight_decay)
             for t in range(steps):
                 mean, logvar = encode_per_input(model, stacked, xb, cb)
                 loss = _elbo_loss(model, mean, logvar, eps_train[t, s : s + b], xb, cb, lik).sum()
@@ -166,23 +188,25 @@ def regret_scores_loop(
     x: Tensor,
     y: Tensor | None = None,
     *,
-    steps: int = 10,
-    lr: float = 1e-3,
-    k: int = 1,
+    steps: int = PAPER_STEPS,
+    lr: float = PAPER_LR,
+    weight_decay: float = PAPER_WEIGHT_DECAY,
+    k: int = PAPER_K,
     generator: torch.Generator | None = None,
     likelihood: Likelihood | None = None,
 ) -> Tensor:
-    """Reference: the same regret one input at a time (a deepcopy of the model and a fresh Adam per input)."""
-    _check(steps, lr, k)
+    """Reference: the same regret one input at a time (a deepcopy of the model and a fresh torch.optim.Adam per
+    input, as the paper's compute_LR.py)."""
+    _check(steps, lr, k, weight_decay)
     model.eval()
     lik = likelihood or default_likelihood(model, x)
     c_all = model.condition_vector(y)
     eps_train, eps_eval = _noise(model, x, c_all, steps, k, generator)
     with _frozen(model):  # the copies below re-enable their encoder's gradients
-        return _loop(model, x, c_all, eps_train, eps_eval, steps, lr, lik)
+        return _loop(model, x, c_all, eps_train, eps_eval, steps, lr, weight_decay, lik)
 
 
-def _loop(model, x, c_all, eps_train, eps_eval, steps, lr, lik) -> Tensor:
+def _loop(model, x, c_all, eps_train, eps_eval, steps, lr, weight_decay, lik) -> Tensor:
     out = []
     for i in range(x.shape[0]):
         xi = x[i : i + 1]
@@ -193,7 +217,7 @@ def _loop(model, x, c_all, eps_train, eps_eval, steps, lr, lik) -> Tensor:
             p.requires_grad_(n.startswith(ENCODER_PREFIXES))
         with torch.no_grad():
             before = iw_nll_from_posterior(copy_, copy_.encode(xi, ci), xi, ci, eps_eval[:, i : i + 1], lik)
-        opt = torch.optim.Adam(params, lr=lr)
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
         for t in range(steps):
             opt.zero_grad(set_to_none=True)
             post = copy_.encode(xi, ci)
