@@ -127,7 +127,8 @@ def test_seed002_cvae_conditions_encoder_and_decoder():
     assert first(vae.encoder).out_features == 500
 
 
-def test_seed000_recipe_is_88_wide_and_can_output_negatives():
-    m = _model("seed000-amass", (88,), value_range=(-1.0, 1.0))
-    assert m.output_activation == "tanh" and m.latent_shape == (4,)
+def test_seed000_recipe_is_88_wide_and_standardized():
+    assert load_config(REPO / "configs" / "seed000-amass.yaml").data.options["standardize"] is True
+    m = _model("seed000-amass", (88,), value_range=(-2.5, 2.5))  # standardised values are not bounded by 1
+    assert m.output_activation == "identity" and m.latent_shape == (4,)
     assert m.decode(torch.full((1, 4), 3.0)).shape == (1, 88)

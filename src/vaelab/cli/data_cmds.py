@@ -57,8 +57,10 @@ def make_amass(
     path: Path = typer.Argument(Path("runs/synthetic/amass/synthetic_run_poses.npz"), help=".npz file to write"),
     frames: int = typer.Option(326, help="number of frames T (the seed's clip has 326)"),
     seed: int = typer.Option(0, help="random seed; the same seed writes the same arrays"),
+    amplitude: float = typer.Option(1.0, help="motion around the rest pose: 1 = a lively clip, 0.03 = a low-motion "
+                                    "one (quaternions vary ~35x less, like a real standing clip)"),
 ) -> None:
     """Write a synthetic AMASS clip (poses (T,156), trans, betas(16), mocap_framerate, gender, dmpls)."""
     from vaelab.data.synthetic import make_amass as write
 
-    typer.echo(str(write(path, frames=frames, seed=seed)))
+    typer.echo(str(write(path, frames=frames, seed=seed, amplitude=amplitude)))

@@ -176,11 +176,17 @@ def ood(
     inside: Optional[str] = typer.Option(None, "--in", help="In-distribution data (default: the run's own). " + OOD_DATA_HELP),
     outside: str = typer.Option(..., "--out", help="Out-of-distribution data. " + OOD_DATA_HELP),
     limit: int = typer.Option(500, "--limit", help="Items of each set (regret fine-tunes per item)"),
-    scores: str = typer.Option("nll,regret,complexity", "--scores", help="Comma list of nll, regret, complexity"),
+    scores: str = typer.Option("nll,regret,complexity", "--scores", help="Comma list of OOD scores: nll, regret, complexity"),
     k: int = typer.Option(1, "--k", help="Importance samples per NLL (1 = negative ELBO)"),
-    regret_steps: int = typer.Option(10, "--regret-steps", help="Adam steps on each input's encoder copy"),
-    regret_lr: float = typer.Option(1e-3, "--regret-lr"),
-    compressor: str = typer.Option("png", "--compressor", help="png or zlib, for the input complexity"),
+    regret_steps: Optional[int] = typer.Option(None, "--regret-steps", help="Adam steps on each input's encoder copy "
+                                               "(default 100, as Xiao et al. 2020)"),
+    regret_lr: Optional[float] = typer.Option(None, "--regret-lr", help="Adam learning rate of the re-fit (default 2e-4)"),
+    regret_k: Optional[int] = typer.Option(None, "--regret-k", help="importance samples for the NLL before and after "
+                                           "the re-fit (default 1000)"),
+    regret_weight_decay: Optional[float] = typer.Option(None, "--regret-weight-decay", help="Adam's L2 weight decay "
+                                                        "(default 5e-5)"),
+    compressor: Optional[str] = typer.Option(None, "--compressor", help="lossless compressor for the input complexity: "
+                                             "png, jpeg2000, zlib (default: png for images, zlib otherwise)"),
     seed: int = typer.Option(0, "--seed"),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Where to write (default RUN/ood)"),
 ) -> None:
@@ -188,15 +194,17 @@ def ood(
     and complexity-corrected NLL (Serra et al. 2020); prints AUROC, AUPRC and FPR at 95% TPR, writes
     ood_scores.csv, ood.json and ood_roc.png."""
     from vaelab.use.inputs import dataset_items, open_run
-    from vaelab.use.ood import ood as run_ood
+    from vaelab.use.ood import cli_options, ood as run_ood
 
     r = open_run(run)
     a = dataset_items(r, inside, limit=limit)
     b = dataset_items(r, outside, limit=limit)
     res = run_ood(r, a, b, out_dir or r.path / "ood", scores=tuple(s.strip() for s in scores.split(",") if s.strip()),
-                  k=k, regret_steps=regret_steps, regret_lr=regret_lr, compressor=compressor, seed=seed)
+                  options=cli_options(regret_steps, regret_lr, regret_k, regret_weight_decay, compressor), k=k, seed=seed)
     _print_table(f"OOD: in {a.source} ({len(a)}) vs out {b.source} ({len(b)})",
                  [(s, f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  FPR@95%TPR {m['fpr95']:.4f}") for s, m in res.metrics.items()])
+    for line in res.notes["warnings"]:
+        typer.echo(f"warning: {line}", err=True)
     typer.echo(f"{res.csv}\n{res.figure}")
 
 

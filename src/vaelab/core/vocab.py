@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaelab.core.errors import ConfigError
 from vaelab.core.registry import Registry, UnknownNameError
@@ -40,9 +40,11 @@ def build_dataclass_entry(registry: Registry, kind: str, where: str, params: dic
 
 
 class Options(BaseModel):
-    """Base for every dataset's options model: unknown keys are errors."""
+    """Base for every dataset's options model: unknown keys are errors. `standardize` applies to every in-memory
+    dataset (vaelab.data.normalize)."""
 
     model_config = ConfigDict(extra="forbid")
+    standardize: bool = Field(False, description="per-feature mean/std fitted on the training split; undone on output")
 
 
 def dataset_options(name: str, raw: dict | BaseModel | None) -> BaseModel:

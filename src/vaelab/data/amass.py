@@ -154,5 +154,6 @@ DATASETS.register(
     "amass",
     load_amass,
     options=AmassOptions,
+    features="quaternion",  # every 4 consecutive values are one joint's rotation (vaelab evaluate's angle metric)
     doc="AMASS SMPL+H .npz (file or folder): first J joints as unit quaternions, (4J,) per frame, range (-1,1)",
 )

@@ -153,6 +153,7 @@ class DataBundle:
     num_classes: int | None
     name: str
     class_names: list[str] | None = field(default=None)
+    normalization: Any = None  # vaelab.data.normalize.Standardizer when data.options.standardize; value_range is then in its units
 
     def splits(self) -> dict[str, Split]:
         return {k: s for k, s in (("train", self.train), ("val", self.val), ("test", self.test)) if s is not None}

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from vaelab.core.data_config import DataConfig
 from vaelab.core.vocab import DATASETS, dataset_options
-from vaelab.data.base import ArraySplit, DataBundle
+from vaelab.data.base import ArrayData, ArraySplit, DataBundle
 from vaelab.core.errors import DataError
 
 
@@ -44,16 +44,34 @@ def load_data(cfg: DataConfig, seed: int) -> DataBundle:
         pool, test = _carve(whole, _count(n, cfg.test_fraction), g, "test", cfg.name)
         n_val = _count(n, cfg.val_fraction)
     train, val = _carve(pool, n_val, g, "validation", cfg.name)
+    value_range = (float(source.value_range[0]), float(source.value_range[1]))
+    normalization = None
+    if getattr(opts, "standardize", False):
+        train, val, test, normalization, value_range = _standardize(cfg.name, train, val, test, value_range)
     return DataBundle(
         train=train.to_split(),
         val=None if val is None else val.to_split(),
         test=None if test is None or len(test) == 0 else test.to_split(),
         shape=tuple(source.shape),
-        value_range=(float(source.value_range[0]), float(source.value_range[1])),
+        value_range=value_range,
         num_classes=source.num_classes,
         name=cfg.name,
         class_names=source.class_names,
+        normalization=normalization,
     )
+
+
+def _standardize(name: str, train, val, test, raw_range):
+    """Fit on train, apply to every split; the value range becomes the standardised training data's range."""
+    from vaelab.data.normalize import fit_standardizer
+
+    parts = [p for p in (train, val, test) if p is not None]
+    if not all(isinstance(p, ArrayData) for p in parts):
+        raise DataError(f"data.options.standardize: dataset {name!r} is streamed, not held in memory; "
+                        "set data.options.stream: false or drop standardize")
+    s = fit_standardizer(train.x, raw_range)
+    train, val, test = (None if p is None else ArrayData(s.apply(p.x), p.y) for p in (train, val, test))
+    return train, val, test, s, (float(train.x.min()), float(train.x.max()))
 
 
 def _label_counts(y: torch.Tensor | None, names: list[str] | None) -> dict[str, int] | None:
@@ -71,6 +89,7 @@ def describe(bundle: DataBundle) -> dict[str, Any]:
         "shape": list(bundle.shape),
         "dtype": "float32",
         "value_range": list(bundle.value_range),
+        "standardized": bundle.normalization is not None,
         "num_classes": bundle.num_classes,
         "class_names": bundle.class_names,
         "splits": {},

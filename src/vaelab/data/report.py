@@ -58,7 +58,8 @@ def format_description(info: dict[str, Any]) -> str:
     lines = [
         f"dataset      {info['name']}" + (f"  ({info['path']})" if info.get("path") else ""),
         f"shape        {tuple(info['shape'])} per sample, {info['dtype']}",
-        f"value range  [{lo:g}, {hi:g}] (declared)",
+        f"value range  [{lo:.4g}, {hi:.4g}] " + ("(standardized per feature on train; observed there)"
+                                                 if info.get("standardized") else "(declared)"),
         f"classes      {info['num_classes'] if info['num_classes'] else 'none (no labels)'}",
     ]
     for key, split in info["splits"].items():

@@ -63,14 +63,19 @@ def make_shapes(
     return folder
 
 
-def synthetic_poses(frames: int = 326, *, seed: int = 0, fps: float = 120.0) -> np.ndarray:
-    """(frames, 156) smooth axis-angle poses: each joint rotates about a fixed axis by a sum of two sinusoids.
+def synthetic_poses(frames: int = 326, *, seed: int = 0, fps: float = 120.0, amplitude: float = 1.0) -> np.ndarray:
+    """(frames, 156) smooth axis-angle poses: each joint rotates about a fixed axis by a sum of two sinusoids
+    around a fixed rest pose.
 
-    Angles stay below ~pi/2 for body joints and reach ~pi for the root, so both small- and large-angle
-    quaternions appear; hand joints (22..51) move little, as in real captures.
+    amplitude scales the motion around the rest pose (not the rest pose): 1 gives angles below ~pi/2 for body
+    joints and ~pi for the root, so both small- and large-angle quaternions appear; hand joints (22..51) move
+    little, as in real captures. A real clip of someone standing or gesturing moves far less: at 0.03 the
+    quaternion components vary about 35x less than at 1 (`vaelab data make-amass --amplitude 0.03`).
     """
     if frames < 1:
         raise ConfigError(f"frames must be >= 1, got {frames}")
+    if not amplitude >= 0:
+        raise ConfigError(f"amplitude must be >= 0 (1 = the default motion, 0 = a still pose), got {amplitude}")
     rng = np.random.default_rng(seed)
     t = np.arange(frames)[:, None] / fps  # (T, 1)
     axes = rng.normal(size=(SMPLH_JOINTS, 3))
@@ -79,19 +84,21 @@ def synthetic_poses(frames: int = 326, *, seed: int = 0, fps: float = 120.0) -> 
     amp[0] = 1.4  # the root (pelvis) turns furthest
     freq = rng.uniform(0.5, 2.0, (2, SMPLH_JOINTS))  # Hz, like a walking/running gait
     phase = rng.uniform(0, 2 * np.pi, (2, SMPLH_JOINTS))
-    angle = amp * (0.7 * np.sin(2 * np.pi * freq[0] * t + phase[0]) + 0.3 * np.sin(2 * np.pi * freq[1] * t + phase[1]))
+    angle = amplitude * amp * (0.7 * np.sin(2 * np.pi * freq[0] * t + phase[0]) + 0.3 * np.sin(2 * np.pi * freq[1] * t + phase[1]))
     offset = rng.uniform(-0.3, 0.3, SMPLH_JOINTS)  # a rest pose that is not the identity
     poses = (angle + offset)[:, :, None] * axes[None]  # (T, 52, 3)
     return poses.reshape(frames, 3 * SMPLH_JOINTS)
 
 
-def make_amass(path: str | Path, *, frames: int = 326, seed: int = 0, fps: float = 120.0) -> Path:
-    """Write one AMASS-format .npz: poses (T,156), trans (T,3), betas (16,), mocap_framerate, gender, dmpls (T,8)."""
+def make_amass(path: str | Path, *, frames: int = 326, seed: int = 0, fps: float = 120.0, amplitude: float = 1.0) -> Path:
+    """Write one AMASS-format .npz: poses (T,156), trans (T,3), betas (16,), mocap_framerate, gender, dmpls (T,8).
+
+    amplitude: motion around the rest pose, see `synthetic_poses` (0.03 for a low-motion clip)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise ConfigError(f"{path}: the AMASS file name must end in .npz")
     rng = np.random.default_rng(seed + 1)
-    poses = synthetic_poses(frames, seed=seed, fps=fps)
+    poses = synthetic_poses(frames, seed=seed, fps=fps, amplitude=amplitude)
     t = np.arange(frames)[:, None] / fps
     trans = np.concatenate([np.sin(t), 0.9 + 0.02 * np.sin(6 * t), 1.5 * t], axis=1)  # (T, 3) metres, walking forward
     path.parent.mkdir(parents=True, exist_ok=True)

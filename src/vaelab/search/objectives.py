@@ -18,6 +18,7 @@ from vaelab.data import DataBundle
 from vaelab.core.errors import ConfigError
 from vaelab.model.vae import VAE
 from vaelab.core.registry import Registry
+from vaelab.use.ood_corruptions import corrupt
 
 ObjectiveFn = Callable[..., float]
 OBJECTIVES: Registry[ObjectiveFn] = Registry("objective")
@@ -99,22 +100,6 @@ def neg_elbo(ctx: TrialContext) -> float:
 def iw_nll(ctx: TrialContext, *, k: int = 16, samples: int | None = 512) -> float:
     x, y = _val(ctx, samples)
     return float(_scores(ctx, x, y, k).mean())
-
-
-def corrupt(x: torch.Tensor, value_range: tuple[float, float], *, kind: str, amount: float, generator: torch.Generator) -> torch.Tensor:
-    """In-distribution data made out-of-distribution: `noise` replaces a share `amount` of values with uniform noise,
-    `invert` flips the value range, `shuffle` permutes the features of each sample."""
-    lo, hi = value_range
-    if kind == "noise":
-        mask = torch.rand(x.shape, generator=generator) < amount
-        return torch.where(mask, lo + (hi - lo) * torch.rand(x.shape, generator=generator), x)
-    if kind == "invert":
-        return lo + hi - x
-    if kind == "shuffle":
-        flat = x.reshape(len(x), -1)
-        idx = torch.argsort(torch.rand(flat.shape, generator=generator), dim=1)
-        return flat.gather(1, idx).reshape(x.shape)
-    raise ConfigError(f"objective ood: corruption {kind!r} is unknown; use noise, invert or shuffle")
 
 
 @OBJECTIVES.register("ood", direction="minimize",

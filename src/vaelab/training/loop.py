@@ -159,7 +159,8 @@ class Trainer:
                 row = {"epoch": s.epoch, "step": s.global_step, "lr": self.step.optimizer.param_groups[0]["lr"],
                        **{f"train_{k}": v for k, v in train_terms.items()}, **{f"val_{k}": v for k, v in val_terms.items()},
                        "active_units": units.active, "kl_per_dim": units.kl_per_dim,
-                       "seconds": round(seconds, 4), "samples_per_s": round(len(self.bundle.train) / max(seconds, 1e-9), 1)}
+                       "seconds": round(seconds, 4), "samples_per_s": round(len(self.bundle.train) / max(seconds, 1e-9), 1),
+                       "threads": torch.get_num_threads()}  # results depend on it (CPU kernels' reduction order)
                 self._end_epoch(row, val_terms.get("loss", train_terms["loss"]), val_terms.get("loss"))
                 self._warn_collapse(units, train_terms["kl_scale"], "validation" if val is not None else "training")
         return self.run_dir

@@ -37,8 +37,10 @@ def data_meta(bundle) -> dict[str, Any]:
     """The run's description of its data (stored in every checkpoint, read back by `load_run`)."""
     _, y = bundle.train.take(1)
     cond_dim = int(y.shape[1]) if y is not None and y.dim() == 2 else None
+    norm = bundle.normalization
     return {"shape": list(bundle.shape), "value_range": [float(v) for v in bundle.value_range],
-            "num_classes": bundle.num_classes, "cond_dim": cond_dim, "name": bundle.name}
+            "num_classes": bundle.num_classes, "cond_dim": cond_dim, "name": bundle.name,
+            "normalization": None if norm is None else norm.to_dict()}
 
 
 def write_config(run_dir: Path, cfg: Config) -> None:

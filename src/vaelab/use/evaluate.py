@@ -18,7 +18,8 @@ from vaelab.plots import new_figure, is_image_shape, loss_curves, save_figure, s
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
 from vaelab.use.likelihood import default_likelihood, log_likelihood, nll
-from vaelab.use.metrics import active_units, embed_2d, mmd_rbf, wasserstein_per_dim
+from vaelab.data.normalize import to_data_units
+from vaelab.use.metrics import FEATURE_METRICS, active_units, embed_2d, mmd_rbf, wasserstein_per_dim
 from vaelab.use.outputs import alternating_rows, render_point_cloud, write_grid, write_png
 
 EVALUATION_NAME = "evaluation.json"
@@ -75,6 +76,11 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         "active_units": n_active, "latent_dims": int(kl_per_dim.numel()),
         "kl_per_dim": [round(float(v), 6) for v in kl_per_dim], "unit_variance": [round(v, 6) for v in unit_var],
     }
+    if run.data_meta.get("normalization"):
+        m["standardized"] = True  # mse, NLLs and KL above are in standardised units; feature metrics below are not
+    kind = _feature_kind(items.source)
+    if kind is not None:
+        m.update(FEATURE_METRICS.get(kind)(to_data_units(run.data_meta, x)[0], to_data_units(run.data_meta, recon)[0]))
     if bits:  # reconstruction error of the posterior mean quantized to each latent bit width
         from vaelab.model.quantize import recon_error_vs_bits
 
@@ -121,6 +127,13 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
     path = out_dir / EVALUATION_NAME
     atomic_write_text(path, json.dumps(m, indent=2) + "\n")
     return Evaluation(m, path, figures)
+
+
+def _feature_kind(source: str) -> str | None:
+    """What the dataset's features are (e.g. "quaternion"), from its registry entry; None for other sources."""
+    from vaelab.data import DATASETS
+
+    return DATASETS.entry(source).meta.get("features") if source in DATASETS else None
 
 
 def _embedding_figure(mu, y, path: Path, method: str, seed: int) -> Path:

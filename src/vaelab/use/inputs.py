@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from vaelab.core.errors import CheckpointError, DataError
+from vaelab.data.normalize import standardizer_from_meta
 from vaelab.training.runs import Run, load_run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -104,17 +105,20 @@ def folder_items(run: Run, folder: str | Path, *, warn=None) -> Items:
     if not files:
         raise DataError(f"--input {root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders")
     vr = tuple(run.data_meta.get("value_range") or (0.0, 1.0))
+    norm = standardizer_from_meta(run.data_meta)
+    scale = _scale(norm.raw_range if norm is not None else vr)
     xs, names, skipped = [], [], []
     for f in files:
         try:
-            xs.append(load_image(f, size=shape[1], channels=shape[0], scale=_scale(vr)))
+            xs.append(load_image(f, size=shape[1], channels=shape[0], scale=scale))
             names.append(str(f.relative_to(root)))
         except DataError as e:
             skipped.append(str(f))
             warn(f"skipped {e}")
     if not xs:
         raise DataError(f"--input {root}: none of the {len(files)} image files could be read")
-    return Items(torch.stack(xs), None, names, vr, str(root), skipped)
+    x = torch.stack(xs)
+    return Items(x if norm is None else norm.apply(x), None, names, vr, str(root), skipped)  # in the model's units
 
 
 def labels_for(run: Run, items: Items, label: int | None = None) -> Tensor | None:

@@ -6,6 +6,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.core.errors import ConfigError
+from vaelab.core.registry import Registry, UnknownNameError
+
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, list[float]]:
     """Burda et al. 2016: a latent dim is active when Var_x(E_q[z|x]) > threshold. mu: (N, *latent)."""
@@ -47,23 +50,67 @@ def wasserstein_per_dim(a: Tensor, b: Tensor) -> list[float]:
     return [float(wasserstein_distance(a2[:, j], b2[:, j])) for j in range(a2.shape[1])]
 
 
+def rotation_angle_deg(q_a: Tensor, q_b: Tensor) -> Tensor:
+    """Angle in degrees of the rotation between quaternions q_a, q_b (..., 4) -> (...); q_b need not be unit.
+
+    Component order does not matter (both in the same order), nor the sign (q and -q are one rotation).
+    4 * atan2(|a - b|, |a + b|) for unit a, b with a.b >= 0 is the rotation angle, accurate near 0 where acos is not.
+    """
+    a = q_a.double() / q_a.double().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    b = q_b.double() / q_b.double().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    b = torch.where((a * b).sum(-1, keepdim=True) < 0, -b, b)
+    return torch.rad2deg(4.0 * torch.atan2((a - b).norm(dim=-1), (a + b).norm(dim=-1)))
+
+
+def quaternion_metrics(x: Tensor, recon: Tensor) -> dict[str, float]:
+    """x, recon (N, 4J) in the data's units: the mean rotation angle between input and reconstruction over
+    frames and joints, and the same for the mean pose (per joint, the normalised mean quaternion of these
+    frames) predicted for every frame, the baseline a model that ignores its input reaches."""
+    if x.shape[-1] % 4:
+        raise ValueError(f"quaternion features come in fours, got {x.shape[-1]} per sample")
+    q = x.reshape(x.shape[0], -1, 4)  # (N, J, 4)
+    mean_pose = q.double().mean(dim=0, keepdim=True).expand_as(q)
+    return {"rotation_error_deg": float(rotation_angle_deg(q, recon.reshape(q.shape)).mean()),
+            "mean_pose_rotation_error_deg": float(rotation_angle_deg(q, mean_pose).mean())}
+
+
+FEATURE_METRICS: Registry = Registry("feature metric")
+FEATURE_METRICS.register("quaternion", quaternion_metrics,
+                         doc="mean rotation angle (degrees) input vs reconstruction, and the mean-pose baseline")
+
+
+EMBEDDINGS: Registry = Registry("embedding")
+
+
+@EMBEDDINGS.register("pca", doc="principal components (scikit-learn PCA): linear, distances within the plane kept")
+def pca_2d(flat: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(flat)
+
+
+@EMBEDDINGS.register("tsne", doc="seeded t-SNE (scikit-learn): keeps neighbourhoods, as seed 003's figure")
+def tsne_2d(flat: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30, max(2, (flat.shape[0] - 1) // 3)))
+    return TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(flat)
+
+
 def embed_2d(mu: Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """(N, *latent) posterior means -> (N, 2) with PCA (default) or seeded t-SNE (scikit-learn)."""
+    """(N, *latent) posterior means -> (N, 2) with a registered embedding (`EMBEDDINGS`: pca, tsne); latents with
+    one or two dimensions are shown as they are."""
     flat = mu.reshape(mu.shape[0], -1).double().numpy()
     if flat.shape[1] == 1:
         return np.concatenate([flat, np.zeros_like(flat)], axis=1)
     if flat.shape[1] == 2:
         return flat
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        return PCA(n_components=2, random_state=seed).fit_transform(flat)
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30, max(2, (flat.shape[0] - 1) // 3)))
-        return TSNE(n_components=2, random_state=seed, perplexity=perplexity, init="pca").fit_transform(flat)
-    raise ValueError(f"embedding must be 'pca' or 'tsne', got {method!r}")
+    try:
+        fn = EMBEDDINGS.get(method)
+    except UnknownNameError as e:
+        raise ConfigError(f"embedding: {e}") from None
+    return fn(flat, seed)
 
 
-__all__ = ["active_units", "mmd_rbf", "wasserstein_per_dim", "embed_2d"]
+__all__ = ["active_units", "mmd_rbf", "wasserstein_per_dim", "embed_2d", "rotation_angle_deg", "quaternion_metrics",
+           "FEATURE_METRICS", "EMBEDDINGS"]

@@ -1,24 +1,25 @@
-"""`vaelab ood`: score in- and out-of-distribution items with NLL, likelihood regret and complexity-corrected NLL;
-per-item CSV, AUROC/AUPRC/FPR@95%TPR per score, and a ROC figure."""
+"""`vaelab ood`: score in- and out-of-distribution items with any registered OOD score (NLL, likelihood regret,
+complexity-corrected NLL, see `vaelab.use.ood_scores.OOD_SCORES`); per-item CSV, AUROC/AUPRC/FPR@95%TPR per
+score, and a ROC figure."""
 from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from vaelab.core.checkpoint import atomic_write_text
-from vaelab.use.ood_scores import auprc, auroc, fpr_at_tpr, nll_scores
 from vaelab.plots import new_figure, save_figure
 from vaelab.training.runs import Run
-from vaelab.use.complexity import complexity_corrected
 from vaelab.use.inputs import Items, labels_for
-from vaelab.use.regret import regret_scores
+from vaelab.use.ood_scores import ScoreContext, auprc, auroc, compute_scores, fpr_at_tpr, score_options
 
-SCORES = ("nll", "regret", "complexity")
+SCORES = ("nll", "regret", "complexity")  # the default set; every name in OOD_SCORES works
 
 
 @dataclass
@@ -27,32 +28,33 @@ class OODResult:
     csv: Path
     figure: Path
     summary: Path
+    notes: dict[str, Any]  # per set, what the scores reported besides their values (e.g. regret's ELBO check)
 
 
-def score_items(run: Run, items: Items, *, scores=SCORES, k: int = 1, regret_steps: int = 10, regret_lr: float = 1e-3,
-                compressor: str = "png", seed: int = 0, label: int | None = None) -> dict[str, torch.Tensor]:
+def score_items(run: Run, items: Items, *, scores=SCORES, options: dict[str, dict] | None = None, k: int = 1,
+                seed: int = 0, label: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """({score: (N,) values}, notes) for one set of items."""
     y = labels_for(run, items, label) if run.model.conditional else None
-    g = torch.Generator().manual_seed(seed)
-    nll = nll_scores(run.model, items.x, y, k=k, generator=g)
-    out = {}
-    if "nll" in scores:
-        out["nll"] = nll
-    if "regret" in scores:
-        out["regret"] = regret_scores(run.model, items.x, y, steps=regret_steps, lr=regret_lr, k=k,
-                                      generator=torch.Generator().manual_seed(seed + 1))
-    if "complexity" in scores:
-        out["complexity"] = complexity_corrected(nll, items.x, items.value_range, compressor).float()
-    return out
+    ctx = ScoreContext(run.model, items.x, y, items.value_range, k=k, seed=seed)
+    return compute_scores(ctx, tuple(scores), options), ctx.notes
 
 
-def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=SCORES, k: int = 1, regret_steps: int = 10,
-        regret_lr: float = 1e-3, compressor: str = "png", seed: int = 0, label: int | None = None) -> OODResult:
-    bad = [s for s in scores if s not in SCORES]
-    if bad:
-        raise ValueError(f"--scores: unknown {bad}; choose from {', '.join(SCORES)}")
-    kw = dict(scores=scores, k=k, regret_steps=regret_steps, regret_lr=regret_lr, compressor=compressor, seed=seed, label=label)
-    s_in = score_items(run, inside, **kw)
-    s_out = score_items(run, outside, **kw)
+def cli_options(regret_steps: int | None = None, regret_lr: float | None = None, regret_k: int | None = None,
+                regret_weight_decay: float | None = None, compressor: str | None = None) -> dict[str, dict]:
+    """The per-score options from the CLI's flags (only those given; the rest keep the scores' defaults)."""
+    regret = {k: v for k, v in (("steps", regret_steps), ("lr", regret_lr), ("k", regret_k),
+                                ("weight_decay", regret_weight_decay)) if v is not None}
+    return {"regret": regret, "complexity": {} if compressor is None else {"compressor": compressor}}
+
+
+def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=SCORES, options: dict[str, dict] | None = None,
+        k: int = 1, seed: int = 0, label: int | None = None) -> OODResult:
+    """Score both sets with every requested score; AUROC, AUPRC, FPR@95%TPR per score; CSV, JSON and ROC figure."""
+    scores = tuple(scores)
+    for name in scores:
+        score_options(name, (options or {}).get(name))  # a bad name or option fails before any work
+    s_in, notes_in = score_items(run, inside, scores=scores, options=options, k=k, seed=seed, label=label)
+    s_out, notes_out = score_items(run, outside, scores=scores, options=options, k=k, seed=seed, label=label)
     metrics = {s: {"auroc": auroc(s_in[s], s_out[s]), "auprc": auprc(s_in[s], s_out[s]),
                    "fpr95": fpr_at_tpr(s_in[s], s_out[s], 0.95)} for s in scores}
     out_dir = Path(out_dir)
@@ -67,13 +69,27 @@ def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=SCORES
     atomic_write_text(csv_path, buf.getvalue())
     fig_path = out_dir / "ood_roc.png"
     _roc_figure(s_in, s_out, metrics, fig_path, f"in: {inside.source}  out: {outside.source}")
+    notes = {"in": notes_in, "out": notes_out, "warnings": _warnings(notes_in, options)}
     summary = out_dir / "ood.json"
-    import json
-
+    used = {n: score_options(n, (options or {}).get(n)).model_dump() for n in scores}
     atomic_write_text(summary, json.dumps({"in": inside.source, "out": outside.source, "n_in": len(inside),
-                                           "n_out": len(outside), "k": k, "regret_steps": regret_steps,
-                                           "metrics": metrics}, indent=2) + "\n")
-    return OODResult(metrics, csv_path, fig_path, summary)
+                                           "n_out": len(outside), "k": k, "options": used, "metrics": metrics,
+                                           "notes": notes}, indent=2) + "\n")
+    return OODResult(metrics, csv_path, fig_path, summary, notes)
+
+
+def _warnings(notes_in: dict[str, Any], options: dict[str, dict] | None) -> list[str]:
+    """What the user must know about the scores (one line each): a regret re-fit that made the in-distribution
+    NLL worse is not a regret, whatever its AUROC."""
+    out = []
+    r = notes_in.get("regret")
+    if r is not None and (r["mean_nats"] < 0 or r["share_worse"] > 0.5):
+        o = score_options("regret", (options or {}).get("regret"))
+        out.append(f"likelihood regret: re-fitting the encoder made the NLL worse on {100 * r['share_worse']:.0f}% of the "
+                   f"in-distribution items (mean regret {r['mean_nats']:.2f} nats) with {o.steps} steps at lr {o.lr:g}: "
+                   "this configuration cannot improve the ELBO; use the paper's defaults (--regret-steps 100 "
+                   "--regret-lr 2e-4) or a smaller learning rate")
+    return out
 
 
 def _roc_figure(s_in, s_out, metrics, path: Path, title: str) -> None:
@@ -92,4 +108,4 @@ def _roc_figure(s_in, s_out, metrics, path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
-__all__ = ["ood", "score_items", "OODResult", "SCORES"]
+__all__ = ["ood", "score_items", "cli_options", "OODResult", "SCORES"]

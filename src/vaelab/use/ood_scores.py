@@ -1,34 +1,124 @@
-"""Out-of-distribution scores and their ranking metrics (OOD is the positive class; higher score = more OOD).
+"""Out-of-distribution scores by name (`OOD_SCORES`) and their ranking metrics (OOD is the positive class; higher
+score = more OOD).
 
-`nll_scores` is the stable entry point the architecture search uses as an objective. Likelihood regret
-(Xiao et al. 2020) is in `vaelab.use.regret`, input complexity (Serra et al. 2020) in `vaelab.use.complexity`.
+A score is one registered function `fn(ctx, options) -> (N,)` tensor, with a pydantic options model (its
+defaults are the score's defaults; `vaelab ood` fills them from its flags). `ScoreContext` carries the model, the
+items and a cached NLL, so scores built on the NLL (complexity) do not recompute it. A score may add notes for
+the user (e.g. a regret configuration that made the ELBO worse) to `ctx.notes`. Adding a score: register a
+function here (or in its own module imported by this one) and the contract test in tests/test_ood_registry.py
+covers it. `nll_scores` is the stable entry point the architecture search uses as an objective.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 
+from vaelab.core.errors import ConfigError
+from vaelab.core.registry import Registry, UnknownNameError
 from vaelab.model.vae import VAE
 from vaelab.use.likelihood import nll
 
+OOD_SCORES: Registry = Registry("OOD score")
 
-def nll_scores(
-    model: VAE,
-    x: Tensor,
-    y: Tensor | None = None,
-    *,
-    k: int = 1,
-    batch_size: int = 256,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Per-item NLL in nats -> (N,): negative ELBO for k=1, importance-weighted NLL with k samples otherwise.
 
-    The decoder likelihood is Bernoulli for a sigmoid-output model on [0, 1] data, else Gaussian with
-    sigma^2 = 1/2 (the density behind a summed squared-error loss), normalising constant included.
-    y: labels or condition vectors for conditional models.
-    """
+class ScoreOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ScoreContext:
+    """What every score sees. x: (N, *shape) in the model's units; y: labels/conditions for conditional models."""
+
+    model: VAE
+    x: Tensor
+    y: Tensor | None
+    value_range: tuple[float, float]
+    k: int = 1  # importance samples for the NLL (1 = negative ELBO)
+    seed: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+    _nll: Tensor | None = None
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + offset)
+
+    def nll(self) -> Tensor:
+        """Per-item NLL in nats (N,), computed once."""
+        if self._nll is None:
+            self._nll = nll_scores(self.model, self.x, self.y, k=self.k, generator=self.generator())
+        return self._nll
+
+
+def nll_scores(model: VAE, x: Tensor, y: Tensor | None = None, *, k: int = 1, batch_size: int = 256,
+               generator: torch.Generator | None = None) -> Tensor:
+    """Per-item NLL in nats -> (N,): negative ELBO for k=1, importance-weighted NLL with k samples otherwise,
+    under the model's decoder likelihood. y: labels or condition vectors for conditional models."""
     return nll(model, x, y, k=k, batch_size=batch_size, generator=generator)
+
+
+@OOD_SCORES.register("nll", options=ScoreOptions, doc="negative log-likelihood in nats (IW with --k samples)")
+def nll_score(ctx: ScoreContext, options: ScoreOptions) -> Tensor:
+    return ctx.nll()
+
+
+class ComplexityOptions(ScoreOptions):
+    compressor: str = Field("auto", description="lossless compressor (vaelab.use.complexity.COMPRESSORS); auto: "
+                                                "png for images, zlib otherwise")
+
+
+@OOD_SCORES.register("complexity", options=ComplexityOptions,
+                     doc="NLL in bits minus the compressed length in bits (Serra et al. 2020)")
+def complexity_score(ctx: ScoreContext, options: ComplexityOptions) -> Tensor:
+    from vaelab.use.complexity import complexity_corrected
+
+    return complexity_corrected(ctx.nll(), ctx.x, ctx.value_range, options.compressor).float()
+
+
+class RegretOptions(ScoreOptions):
+    """Defaults: Xiao, Yan & Amit (2020)'s compute_LR.py (the encoder re-fitted, decoder frozen)."""
+
+    steps: int = Field(100, ge=1, description="Adam steps on each input's copy of the encoder")
+    lr: float = Field(2e-4, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(5e-5, ge=0, description="Adam's L2 weight decay")
+    k: int = Field(1000, ge=1, description="importance samples for the NLL before and after the re-fit")
+    batch_size: int | None = Field(None, ge=1, description="inputs re-fitted together (default: what fits in memory)")
+
+
+@OOD_SCORES.register("regret", options=RegretOptions,
+                     doc="likelihood regret (Xiao et al. 2020): NLL drop when the encoder is re-fitted to the input")
+def regret_score(ctx: ScoreContext, options: RegretOptions) -> Tensor:
+    """Also notes how the re-fit changed the NLL: a mean below 0 means this configuration made the ELBO worse,
+    which `vaelab ood` reports for the in-distribution set instead of averaging it away."""
+    from vaelab.use.regret import regret_scores
+
+    r = regret_scores(ctx.model, ctx.x, ctx.y, steps=options.steps, lr=options.lr, weight_decay=options.weight_decay,
+                      k=options.k, batch_size=options.batch_size, generator=ctx.generator(1))
+    ctx.notes["regret"] = {"mean_nats": float(r.mean()), "share_worse": float((r < 0).float().mean())}
+    return r
+
+
+def score_options(name: str, raw: dict[str, Any] | None) -> ScoreOptions:
+    """The validated options of score `name`; errors name the score, the option and the valid ones."""
+    try:
+        entry = OOD_SCORES.entry(name)
+    except UnknownNameError as e:
+        raise ConfigError(f"--scores: {e}") from None
+    model: type[ScoreOptions] = entry.meta["options"]
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as e:
+        msgs = [f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(f"OOD score options: {'; '.join(msgs)} (valid: {', '.join(model.model_fields) or 'none'})") from None
+
+
+def compute_scores(ctx: ScoreContext, names: list[str] | tuple[str, ...], options: dict[str, dict] | None = None) -> dict[str, Tensor]:
+    """{name: (N,) scores} for the requested scores; options validated per score before any work starts."""
+    opts = {n: score_options(n, (options or {}).get(n)) for n in names}
+    return {n: OOD_SCORES.get(n)(ctx, opts[n]) for n in names}
 
 
 def _labels_scores(scores_in, scores_out) -> tuple[np.ndarray, np.ndarray]:
@@ -68,4 +158,5 @@ def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
     return float(fpr[np.searchsorted(tpr_curve, tpr, side="left")])
 
 
-__all__ = ["nll_scores", "auroc", "auprc", "fpr_at_tpr"]
+__all__ = ["OOD_SCORES", "ScoreContext", "ScoreOptions", "compute_scores", "score_options", "nll_scores", "auroc",
+           "auprc", "fpr_at_tpr"]

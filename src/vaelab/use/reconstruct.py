@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from vaelab.core.errors import DataError
+from vaelab.data.normalize import to_data_units
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, check_shape, labels_for
 from vaelab.use.outputs import alternating_rows, render_items, write_grid, write_item_images, write_npy
@@ -41,16 +42,20 @@ def reconstruct(run: Run, items: Items, out_dir: Path, *, label: int | None = No
     (originals and reconstructions in alternating rows)."""
     y = labels_for(run, items, label)
     recon = reconstruct_tensor(run, items.x, y)
+    mse = float((recon - items.x).pow(2).mean())  # in the model's units (standardised ones for standardised runs)
+    x, vr = items.x, items.value_range
+    recon_data, raw_range = to_data_units(run.data_meta, recon)  # outputs in the data's own units
+    if raw_range is not None:
+        x, recon, vr = to_data_units(run.data_meta, x)[0], recon_data, raw_range
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = write_item_images(out_dir, items.names, recon, items.value_range)
+    files = write_item_images(out_dir, items.names, recon, vr)
     write_npy(out_dir / "reconstructions.npy", recon)
     grid = None
-    shown = render_items(alternating_rows(items.x[:grid_items], recon[:grid_items], nrow), items.value_range)
+    shown = render_items(alternating_rows(x[:grid_items], recon[:grid_items], nrow), vr)
     if shown is not None:
         grid = out_dir / "reconstruction_grid.png"
         write_grid(grid, shown, nrow)
-    mse = float((recon - items.x).pow(2).mean())
     return ReconstructResult(out_dir, len(items), grid, files, items.skipped, mse)
 
 

@@ -6,16 +6,16 @@ input, fixed across the fine-tuning steps. Adam's moments are then m_t u^T and v
 moments of the bias gradient a_t, so each step's weight change applied to u is
     dW_t u = -step_t * m_t * sum_k u_k^2 / (r_t |u_k| + eps),  r_t = sqrt(v_t) / sqrt(1 - beta2^t)
 per output unit: a (B, H) tensor per step instead of a (B, H, D) weight copy plus two Adam moments. The layers
-after it are fine-tuned as stacked copies under vmap, as in `regret.regret_scores`.
+after it are fine-tuned as stacked copies with per-input kernels, as in `regret.regret_scores`.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from vaelab.model.distributions import DiagonalGaussian
 from vaelab.model.vae import VAE, inject_condition
+from vaelab.use.regret_layers import encode_per_input
 
 F_CHUNK_ELEMENTS = 2**23  # (B', H, D) temporaries in the weight-update sum, about 32 MB
 
@@ -28,24 +28,6 @@ def input_linear_index(model: VAE) -> int | None:
         if not isinstance(layer, (nn.Flatten, nn.Identity)):
             return None
     return None
-
-
-class _Rest(nn.Module):
-    """The encoder after layer `start`, then the posterior heads: (B, H) pre-activations -> (mean, logvar)."""
-
-    def __init__(self, vae: VAE, start: int):
-        super().__init__()
-        self.vae, self.start = vae, start
-
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        vae = self.vae
-        for layer in list(vae.encoder)[self.start + 1 :]:
-            h = layer(h)
-        if vae.mu_head is not None:
-            mean, logvar = vae.mu_head(h), vae.logvar_head(h)
-        else:
-            mean, logvar = torch.chunk(h, 2, dim=1)
-        return mean, logvar.clamp(-30.0, 20.0)
 
 
 def _layer_input(model: VAE, idx: int, x: Tensor, c: Tensor | None) -> Tensor:
@@ -97,18 +79,15 @@ def regret_batch_linear(model: VAE, idx: int, xb: Tensor, cb: Tensor | None, eps
         raise ValueError("factored regret needs a flat input to the first Linear")
     absu, u2 = _distinct_values(u)
     h0 = (u @ layer.weight.detach().T + (0 if layer.bias is None else layer.bias.detach())).detach()  # (B, H)
-    rest = _Rest(model, idx)
     prefix = ("encoder.",)
     names = [n for n, _ in model.named_parameters()
              if (n.startswith(prefix) and int(n.split(".")[1]) > idx) or n.startswith(("mu_head.", "logvar_head."))]
     base = dict(model.named_parameters())
     stacked = {n: base[n].detach().unsqueeze(0).repeat(b, *([1] * base[n].dim())).requires_grad_(True) for n in names}
 
-    def one(params: dict[str, Tensor], h1: Tensor) -> tuple[Tensor, Tensor]:
-        mean, logvar = functional_call(rest, {"vae." + n: v for n, v in params.items()}, (h1.unsqueeze(0),))
-        return mean[0], logvar[0]
+    def run_rest(params: dict[str, Tensor], h: Tensor) -> tuple[Tensor, Tensor]:
+        return encode_per_input(model, params, h, None, start=idx + 1)
 
-    run_rest = vmap(one) if names else (lambda _p, h: rest(h))
     adam = adam_cls(list(stacked.values()), lr) if names else None
     m, v = torch.zeros_like(h0), torch.zeros_like(h0)  # Adam moments of the bias gradient (B, H)
     c_w, c_b = torch.zeros_like(h0), torch.zeros_like(h0)  # (W_t - W_0) u and b_t - b_0
