@@ -142,8 +142,11 @@ def regret_scores(
     and the paper's code) on the negative ELBO of that one input, one reparameterised draw per step.
     k: importance samples for the NLL before and after (the same noise both times); k=1 is the negative ELBO.
     batch_size: inputs re-fitted together; None picks as many as fit in MEMORY_BUDGET (`auto_batch`).
-    factored: when weight_decay is 0 and the encoder starts with an nn.Linear on the (flattened) input, keep that
-        layer's per-input weights in factored form (exact, see `regret_linear`); else full copies of every layer.
+    factored: when the encoder starts with an nn.Linear on the (flattened) input, keep that layer's per-input
+        weights in factored form (`regret_linear`): exact without weight decay; with it, that one layer is re-fitted
+        without decay (L2 decay breaks the rank-1 structure that makes the factoring exact). Measured on
+        examples-mlp, 64 MNIST vs 64 Fashion-MNIST, 100 steps: AUROC 0.8943 without decay vs 0.8940 with it
+        everywhere; single regrets moved by 0.29 nats on average. False: full copies of every layer, exact.
     """
     _check(steps, lr, k, weight_decay)
     model.eval()
@@ -152,7 +155,7 @@ def regret_scores(
     eps_train, eps_eval = _noise(model, x, c_all, steps, k, generator)
     names = [n for n, _ in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
     base = dict(model.named_parameters())
-    fast_idx = input_linear_index(model) if factored and weight_decay == 0 else None
+    fast_idx = input_linear_index(model) if factored else None
     batch_size = batch_size or auto_batch(model)
     out = []
     with _frozen(model):
@@ -167,7 +170,7 @@ def regret_scores(
                     model, fast_idx, xb, cb, eps_train[:, s : s + b], eps_eval[:, s : s + b], lr,
                     loss_fn=lambda mean, logvar, e, xb=xb, cb=cb: _elbo_loss(model, mean, logvar, e, xb, cb, lik),
                     nll_fn=lambda post, e, xb=xb, cb=cb: iw_nll_from_posterior(model, post, xb, cb, e, lik),
-                    adam_cls=_StackedAdam)
+                    adam_cls=lambda params, lr_: _StackedAdam(params, lr_, weight_decay=weight_decay))
                 out.append((before - after).detach())
                 continue
             stacked = {n: base[n].detach().unsqueeze(0).repeat(b, *([1] * base[n].dim())).requires_grad_(True) for n in names}
