@@ -226,6 +226,8 @@ class TrainConfig(Strict):
     progress: bool = True
     figures: bool = True
     compile: bool = Field(False, description="torch.compile the model; compile time is reported apart from the speed")
+    max_memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False, description="refuse a model whose estimated "
+                                        "training memory exceeds this (default: the device's free memory)")
 
     @field_validator("batch_size")
     @classmethod

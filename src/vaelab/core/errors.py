@@ -2,7 +2,13 @@
 
 
 class VaelabError(Exception):
-    """Base class: the CLI prints these as one clear line instead of a traceback."""
+    """Base class: the CLI prints these as one clear line instead of a traceback.
+
+    `exit_code` is the CLI's: 2 when the input is wrong (the command line, the config, or a file or folder
+    they name: fix it and rerun), 1 when something fails while running valid input (training diverges, the
+    run folder is in use by another process)."""
+
+    exit_code = 2
 
 
 class ConfigError(VaelabError, ValueError):
@@ -23,6 +29,8 @@ class CheckpointError(VaelabError, ValueError):
 
 class TrainingError(VaelabError, RuntimeError):
     """Training that cannot go on, e.g. a non-finite loss."""
+
+    exit_code = 1
 
 
 class VaelabWarning(UserWarning):

@@ -75,6 +75,10 @@ def _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel) -> Pa
     torch.manual_seed(cfg.seed)
     device = parallel.device(resolve_device(cfg.train.device))
     bundle = bundle if bundle is not None else load_data(cfg.data, cfg.seed)
+    from vaelab.training.preflight import preflight
+
+    preflight(cfg, bundle.shape, device, num_classes=bundle.num_classes, cond_dim=data_meta(bundle)["cond_dim"],
+              value_range=tuple(bundle.value_range), train_size=len(bundle.train))  # before anything is built
     if cfg.train.batch_size == "auto":
         from vaelab.training.memory import resolve_auto_batch
 
