@@ -33,6 +33,16 @@ class TrainingError(VaelabError, RuntimeError):
     exit_code = 1
 
 
+class RunFolderError(ConfigError):
+    """A run folder that cannot be used: a file, not empty and not vaelab's, already holding a run, or unwritable."""
+
+
+class RunFolderBusyError(RunFolderError):
+    """A run folder another vaelab process is writing (its lock is held)."""
+
+    exit_code = 1
+
+
 class VaelabWarning(UserWarning):
     """Something that works but deserves the user's attention; the CLI prints it as one `warning:` line."""
 
