@@ -48,7 +48,7 @@ def test_divisor_suggestions_stay_bounded():
 
 def test_total_layers_per_list_is_bounded():
     with pytest.raises(ConfigError, match=f"more than {MAX_LAYERS} layers after repeats"):
-        load_config(tiny_config(model={"encoder": ["Flatten", *["600*ReLU"] * 2], "decoder": ["Linear_4_64"]}))
+        load_config(tiny_config(model={"encoder": ["Flatten", *["200*ReLU"] * 2], "decoder": ["Linear_4_64"]}))
     with pytest.raises(ConfigError, match="repeat count must be <="):
         load_config(tiny_config(model={"encoder": [{"ReLU": {"repeat": 10**6}}], "decoder": ["Linear_4_64"]}))
 

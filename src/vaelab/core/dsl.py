@@ -13,12 +13,12 @@ from typing import Any, Callable, Mapping, Sequence
 REQUIRED: Any = object()
 Value = int | float | str | bool
 
-# Upper bounds, checked before anything is built, so a typo cannot exhaust the machine (each expanded layer is
-# its own module, built and shape-traced one at a time). Far above any published VAE: NVAE, among the deepest,
-# has a few hundred layers in all; no layer argument of a real model needs more than 2**31 - 1, which is also
-# the largest size many torch kernels index with 32-bit integers.
-MAX_REPEAT = 1000
-MAX_LAYERS = 1000  # per list (model.encoder, model.decoder, each head), after repeats
+# Upper bounds, checked before anything is built, so a typo cannot exhaust the machine or stall `vaelab check`
+# (each expanded layer is its own module, built and shape-traced one at a time on the meta device, ~1 ms each).
+# Above any published VAE: NVAE, among the deepest, has a few hundred layers in all; no layer argument of a real
+# model needs more than 2**31 - 1, which is also the largest size many torch kernels index with 32-bit integers.
+MAX_REPEAT = 256
+MAX_LAYERS = 256  # per list (model.encoder, model.decoder, each head), after repeats
 MAX_INT_ARG = 2**31 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
@@ -34,6 +34,7 @@ class Param:
     default: Any = REQUIRED
     variadic: bool = False  # takes all remaining values (at least one)
     choices: tuple[str, ...] | None = None
+    low: int | None = None  # smallest valid integer (1 for sizes, 0 for paddings); None: any
 
     def describe(self) -> str:
         if self.variadic:
@@ -103,6 +104,8 @@ def _coerce(raw: Any, p: Param, token: str, type_name: str) -> Value:
             except ValueError:
                 kind = "a float" if _is_float(text) else _show(raw)
                 raise SpecError(f"{token!r}: {where} must be an integer, got {kind} ({text if len(text) <= 60 else text[:57] + '...'})") from None
+        if p.low is not None and value < p.low:
+            raise SpecError(f"{token!r}: {where} must be >= {p.low}, got {value}")
         if abs(value) > MAX_INT_ARG:
             shown = f"{value:,}" if value.bit_length() <= 64 else f"about 10**{int(value.bit_length() * 0.30103)}"
             raise SpecError(f"{token!r}: {where} is {shown}, above the limit of {MAX_INT_ARG:,} "
@@ -165,7 +168,7 @@ def _check_repeat(repeat: int, token: str) -> None:
         raise SpecError(f"{token!r}: repeat count must be >= 1, got {repeat}")
     if repeat > MAX_REPEAT:
         raise SpecError(f"{token!r}: repeat count must be <= {MAX_REPEAT} (each repeat is a separate layer; "
-                        "deeper stacks are far beyond any published VAE)")
+                        "no published VAE stacks more)")
 
 
 def parse_token(token: str, signature_of: Callable[[str], Signature]) -> LayerSpec:
@@ -240,6 +243,8 @@ def parse_list(items: Sequence[Any], signature_of: Callable[[str], Signature], w
     """Parse a list of layer strings or mappings; errors name `where[i]`."""
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         raise SpecError(f"{where}: expected a list of layer strings, got {_show(items)}")
+    if not items:
+        raise SpecError(f"{where}: the list is empty; give at least one layer string (e.g. Identity)")
     out: list[LayerSpec] = []
     layers = 0
     for i, item in enumerate(items):

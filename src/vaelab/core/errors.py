@@ -19,6 +19,10 @@ class ModelError(VaelabError, ValueError):
     """An architecture that cannot be built or whose shapes do not chain."""
 
 
+class ArgumentError(VaelabError, ValueError):
+    """A command option or function argument outside its valid range (e.g. `--k 0`); the message gives the range."""
+
+
 class DataError(VaelabError, ValueError):
     """A data file that is missing, unreadable or malformed."""
 

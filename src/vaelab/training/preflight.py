@@ -41,6 +41,10 @@ def preflight(
         raise ConfigError("train.precision: fp16 needs a CUDA device (CPUs lack fast fp16 and gradient scaling); use bf16 on CPU")
     fp = estimate(cfg.model, input_shape, num_classes=num_classes, cond_dim=cond_dim, value_range=value_range)
     check_fits(fp, cfg, device)
+    width = fp.model.condition_width
+    if fp.model.condition_kind == "label" and num_classes is not None and width is not None and width < num_classes:
+        raise ConfigError(f"model.condition.num_classes is {width} but the data has {num_classes} classes; "
+                          f"set it to {num_classes} or leave it out (it is taken from the data)")
     batch = cfg.train.batch_size if isinstance(cfg.train.batch_size, int) else 1
     check_optimizer(cfg, math.ceil(train_size / batch) if train_size else 1)
     return fp
