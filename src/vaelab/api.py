@@ -33,7 +33,8 @@ def check_config(
     from vaelab.data import load_data as load
     from vaelab.model.footprint import memory_limit
     from vaelab.training.preflight import preflight
-    from vaelab.training.trainer import LossSetup, resolve_device
+    from vaelab.training.loss_setup import LossSetup
+    from vaelab.training.precision import resolve_device
 
     cfg = source if isinstance(source, Config) else load_config(source, overrides)
     shape, meta, train_size = None, {}, None

@@ -15,6 +15,7 @@ from vaelab.core.config import Config
 from vaelab.core.errors import ConfigError
 from vaelab.model.footprint import Footprint, check_fits, estimate
 from vaelab.training.optim import make_optimizer, make_scheduler
+from vaelab.training.precision import get_precision
 
 
 def check_optimizer(cfg: Config, batches_per_epoch: int = 1) -> None:
@@ -37,8 +38,7 @@ def preflight(
     train_size: int | None = None,
 ) -> Footprint:
     """Raise a ConfigError for anything `train` would refuse before building; return the model's footprint."""
-    if cfg.train.precision == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision: fp16 needs a CUDA device (CPUs lack fast fp16 and gradient scaling); use bf16 on CPU")
+    get_precision(cfg.train.precision, device)  # e.g. fp16 needs CUDA
     fp = estimate(cfg.model, input_shape, num_classes=num_classes, cond_dim=cond_dim, value_range=value_range)
     check_fits(fp, cfg, device)
     width = fp.model.condition_width
