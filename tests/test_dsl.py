@@ -141,7 +141,7 @@ def _value(p: Param) -> st.SearchStrategy:
     if p.type is float:
         return st.floats(allow_nan=False, allow_infinity=False)
     if p.type is int:
-        return st.integers(-10**6, 10**6)
+        return st.integers(-10**6 if p.low is None else p.low, 10**6)  # within the declared range
     return st.sampled_from(p.choices) if p.choices else st.from_regex(r"[a-z]{1,8}", fullmatch=True)
 
 

@@ -60,12 +60,16 @@ def test_resume_extends_a_finished_run(tmp_path, tiny):
     assert load_checkpoint(run)["epoch"] == 4
 
 
-def test_resume_without_checkpoint_starts_from_scratch(tmp_path, tiny):
+def test_resume_without_checkpoint_is_an_error(tmp_path, tiny):
+    # Issue 13: a missing checkpoint used to restart silently from epoch 1 and rewrite metrics.jsonl.
     cfg = load_config(tiny())
     killed = tmp_path / "killed"
     killed.mkdir()
     (killed / "config.yaml").write_text(cfg.to_yaml())  # killed before the first epoch ended
-    assert losses(train(resume=killed)) == pytest.approx(losses(train(cfg, tmp_path / "fresh")), abs=1e-6)
+    (killed / "metrics.jsonl").write_text("")
+    with pytest.raises(CheckpointError, match="no checkpoint.pt, so no epoch finished and there is nothing to resume"):
+        train(resume=killed)
+    assert sorted(p.name for p in killed.iterdir()) == ["config.yaml", "metrics.jsonl"]
 
 
 def test_resume_refuses_model_change(tmp_path, tiny):

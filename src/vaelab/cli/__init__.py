@@ -13,9 +13,11 @@ from vaelab.cli.app import app
 from vaelab.cli import data_cmds, hardware_cmds, search_cmds, train_cmds, use_cmds  # noqa: F401,E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The `vaelab` entry point: one line on stderr and an exit code (see `vaelab.cli.app`) for every failure."""
     import warnings
 
+    from vaelab.cli.app import INTERRUPTED, RUNTIME, USAGE, error_line, exit_code
     from vaelab.core.errors import VaelabError, VaelabWarning
     from vaelab.core.registry import UnknownNameError
 
@@ -29,11 +31,14 @@ def main() -> None:
 
     warnings.showwarning = show
     try:
-        app()
+        app(args=argv)
     except (VaelabError, UnknownNameError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: {error_line(e)}", file=sys.stderr)
+        sys.exit(USAGE if isinstance(e, UnknownNameError) else exit_code(e))
+    except (OSError, MemoryError) as e:  # unwritable output folder, disk full, ...: the file and the fix
+        print(f"error: {error_line(e)}", file=sys.stderr)
+        sys.exit(RUNTIME)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     finally:
         warnings.showwarning = python_show

@@ -10,6 +10,13 @@ import typer
 from vaelab.cli.app import app
 
 SetOpt = typer.Option(None, "--set", help="Override a config value: dotted.key=value (repeatable), e.g. --set train.lr=3e-4")
+MaxMemoryOpt = typer.Option(None, "--max-memory-gb", min=0.001,
+                            help="Refuse a model whose estimated training memory exceeds this many GB (default: the "
+                                 "device's free memory); same as --set train.max_memory_gb=N")
+
+
+def _with_limit(set_: Optional[List[str]], max_memory_gb: Optional[float]) -> list[str]:
+    return list(set_ or []) + ([f"train.max_memory_gb={max_memory_gb}"] if max_memory_gb is not None else [])
 
 
 def default_config_path() -> Path:
@@ -22,6 +29,7 @@ def train(
     set_: Optional[List[str]] = SetOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder to write (default runs/NAME-TIMESTAMP)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder; --set train.epochs=N extends it"),
+    max_memory_gb: Optional[float] = MaxMemoryOpt,
 ) -> None:
     """Train a VAE and print the run folder it wrote (checkpoint, metrics.jsonl, figures)."""
     from vaelab.core.config import load_config
@@ -30,9 +38,9 @@ def train(
     if resume is not None:
         if config is not None:
             raise typer.BadParameter("give either CONFIG or --resume RUN, not both")
-        run_dir = run_training(resume=resume, overrides=list(set_ or []))
+        run_dir = run_training(resume=resume, overrides=_with_limit(set_, max_memory_gb))
     else:
-        cfg = load_config(config or default_config_path(), list(set_ or []))
+        cfg = load_config(config or default_config_path(), _with_limit(set_, max_memory_gb))
         run_dir = run_training(cfg, out)
     typer.echo(str(run_dir))
 
@@ -42,6 +50,7 @@ def check(
     config: Optional[Path] = typer.Argument(None, help="YAML config (default: the bundled one)"),
     set_: Optional[List[str]] = SetOpt,
     data: bool = typer.Option(True, help="Load the data to fix the input shape (--no-data uses model.input_shape)"),
+    max_memory_gb: Optional[float] = MaxMemoryOpt,
 ) -> None:
     """Validate a config and build its model: each layer's output shape and parameter count, no training."""
     from rich.console import Console
@@ -49,7 +58,7 @@ def check(
 
     from vaelab.api import check_config
 
-    report = check_config(config or default_config_path(), list(set_ or []), load_data=data)
+    report = check_config(config or default_config_path(), _with_limit(set_, max_memory_gb), load_data=data)
     table = Table(title=f"{report.name}: input {report.input_shape} -> latent {report.latent_shape}")
     for col in ("section", "#", "layer", "output shape", "params"):
         table.add_column(col, justify="right" if col in ("#", "params") else "left")
@@ -59,6 +68,7 @@ def check(
     console.print(table)
     console.print(f"total parameters: {report.parameters:,}   output activation: {report.output_activation}   "
                   f"reconstruction loss: {report.recon}")
+    console.print(f"memory: {report.memory}")
 
 
 @app.command()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from vaelab.core.errors import CheckpointError
 FORMAT = "vaelab-checkpoint"
 VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # in torch's weights_only refusal: the global a pickle asked for
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
@@ -59,7 +61,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt zip, pickle with code, truncated file
-        raise CheckpointError(f"{p}: not a readable vaelab checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        refused = _REFUSED_GLOBAL.search(str(e))
+        if refused:  # torch's own message would suggest weights_only=False, i.e. running the file's code
+            raise CheckpointError(f"{p}: refused: loading it would import {refused.group(1)}, which no vaelab checkpoint "
+                                  "needs and which could run code; it was not loaded. Use checkpoints from sources "
+                                  "you trust") from None
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{p}: not a readable vaelab checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a vaelab checkpoint (no {FORMAT!r} marker)")
     if payload.get("version", 0) > VERSION:

@@ -19,6 +19,7 @@ from vaelab.core.data_config import DataConfig
 from vaelab.core.errors import ConfigError, DeprecatedKeyWarning
 from vaelab.core.layer_specs import parse_layers
 from vaelab.core.quant_config import QuantizeConfig
+from vaelab.core.ranges import check_device, check_scheduler_kwargs
 from vaelab.core.vocab import (
     KL_SCHEDULES,
     LOSS_TERMS,
@@ -52,7 +53,8 @@ def registered(registry: Any) -> Any:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float of the config is finite (an lr of inf or a weight of nan is a typo)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ConditionConfig(Strict):
@@ -204,6 +206,12 @@ class SchedulerConfig(Strict):
     name: registered(LR_SCHEDULERS) = "constant"
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("kwargs")
+    @classmethod
+    def _in_range(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_scheduler_kwargs(v)
+        return v
+
 
 class EarlyStoppingConfig(Strict):
     patience: int = Field(5, ge=1)
@@ -226,6 +234,13 @@ class TrainConfig(Strict):
     progress: bool = True
     figures: bool = True
     compile: bool = Field(False, description="torch.compile the model; compile time is reported apart from the speed")
+    max_memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False, description="refuse a model whose estimated "
+                                        "training memory exceeds this (default: the device's free memory)")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device(v)
 
     @field_validator("batch_size")
     @classmethod
@@ -255,12 +270,16 @@ class Config(Strict):
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a folder; give the YAML file inside it, e.g. {p / 'config.yaml'}")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
         raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: ints over 4300 digits
+        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(e).split())[:300]}") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read ({e.strerror})") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -279,7 +298,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"--set {assignment!r}: expected dotted.key=value, e.g. train.lr=3e-4")
     try:
         value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         value = text
     if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
         value = float(value)  # YAML 1.1 reads 3e-4 (an exponent without a dot) as a string
@@ -289,17 +308,23 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         where = ".".join(parts[: i + 1])
         if isinstance(node, list):
             node = node[_list_index(part, node, where)]
-            continue
-        if node.get(part) is None:
-            node[part] = {}
-        node = node[part]
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
         if not isinstance(node, (dict, list)):
-            raise ConfigError(f"--set {key}: {where} is a value, not a section")
+            raise ConfigError(f"--set {key}: {where} is a value ({_short(node)}), not a section or list; "
+                              f"set it whole, e.g. --set {where}=...")
     last = parts[-1]
     if isinstance(node, list):
         node[_list_index(last, node, key)] = value
     else:
         node[last] = value
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _list_index(part: str, node: list, where: str) -> int:

@@ -36,4 +36,7 @@ class DataConfig(BaseModel):
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.val_fraction + data.test_fraction must be < 1 so some data is left to train on")
         dataset_options(self.name, self.options)  # raises ConfigError naming data.options.<key>
+        if self.path is not None and DATASETS.entry(self.name).meta.get("reads_path", True) is False:
+            raise ConfigError(f"data.path: dataset {self.name!r} reads no file ({self.path} would be ignored); "
+                              "remove data.path, or pick a dataset that reads it (vaelab data list)")
         return self

@@ -6,11 +6,21 @@ Argument names and types come from a signature lookup, so this module needs no t
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 REQUIRED: Any = object()
 Value = int | float | str | bool
+
+# Upper bounds, checked before anything is built, so a typo cannot exhaust the machine or stall `vaelab check`
+# (each expanded layer is its own module, built and shape-traced one at a time on the meta device, ~1 ms each).
+# Above any published VAE: NVAE, among the deepest, has a few hundred layers in all; no layer argument of a real
+# model needs more than 2**31 - 1, which is also the largest size many torch kernels index with 32-bit integers.
+MAX_REPEAT = 256
+MAX_LAYERS = 256  # per list (model.encoder, model.decoder, each head), after repeats
+MAX_INT_ARG = 2**31 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class SpecError(ValueError):
@@ -24,6 +34,7 @@ class Param:
     default: Any = REQUIRED
     variadic: bool = False  # takes all remaining values (at least one)
     choices: tuple[str, ...] | None = None
+    low: int | None = None  # smallest valid integer (1 for sizes, 0 for paddings); None: any
 
     def describe(self) -> str:
         if self.variadic:
@@ -78,29 +89,49 @@ def _coerce(raw: Any, p: Param, token: str, type_name: str) -> Value:
             return True
         if s in ("false", "0", "no"):
             return False
-        raise SpecError(f"{token!r}: {where} must be true or false, got {raw!r}")
+        raise SpecError(f"{token!r}: {where} must be true or false, got {_show(raw)}")
     if p.type is int:
         if isinstance(raw, bool):
             raise SpecError(f"{token!r}: {where} must be an integer, got {raw!r}")
         if isinstance(raw, int):
-            return raw
-        try:
-            return int(str(raw))
-        except ValueError:
-            kind = "a float" if _is_float(str(raw)) else repr(raw)
-            raise SpecError(f"{token!r}: {where} must be an integer, got {kind} ({raw})") from None
+            value = raw
+        else:
+            text = str(raw).strip()
+            if _INTEGER.fullmatch(text) and len(text) > 12:
+                raise SpecError(f"{token!r}: {where} is too large ({len(text)} digits); at most {MAX_INT_ARG:,}")
+            try:
+                value = int(text)
+            except ValueError:
+                kind = "a float" if _is_float(text) else _show(raw)
+                raise SpecError(f"{token!r}: {where} must be an integer, got {kind} ({text if len(text) <= 60 else text[:57] + '...'})") from None
+        if p.low is not None and value < p.low:
+            raise SpecError(f"{token!r}: {where} must be >= {p.low}, got {value}")
+        if abs(value) > MAX_INT_ARG:
+            shown = f"{value:,}" if value.bit_length() <= 64 else f"about 10**{int(value.bit_length() * 0.30103)}"
+            raise SpecError(f"{token!r}: {where} is {shown}, above the limit of {MAX_INT_ARG:,} "
+                            "(no real layer is this large; larger sizes overflow 32-bit indexing)")
+        return value
     if p.type is float:
         try:
             value = float(raw)
-        except (TypeError, ValueError):
-            raise SpecError(f"{token!r}: {where} must be a number, got {raw!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise SpecError(f"{token!r}: {where} must be a number, got {_show(raw)}") from None
         if not math.isfinite(value):
-            raise SpecError(f"{token!r}: {where} must be finite, got {raw!r}")
+            raise SpecError(f"{token!r}: {where} must be finite, got {_show(raw)}")
         return value
     s = str(raw)
     if p.choices is not None and s not in p.choices:
         raise SpecError(f"{token!r}: {where} must be one of {', '.join(p.choices)}, got {s!r}")
     return s
+
+
+def _show(v: Any, limit: int = 60) -> str:
+    """repr(v), shortened: messages quote user values, which may be huge (a 5000-digit int has no repr)."""
+    try:
+        text = repr(v)
+    except ValueError:
+        return "<a number too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_float(s: str) -> bool:
@@ -132,6 +163,14 @@ def bind(type_name: str, raw_args: Sequence[Any], sig: Signature, token: str) ->
     return tuple(out)
 
 
+def _check_repeat(repeat: int, token: str) -> None:
+    if repeat <= 0:
+        raise SpecError(f"{token!r}: repeat count must be >= 1, got {repeat}")
+    if repeat > MAX_REPEAT:
+        raise SpecError(f"{token!r}: repeat count must be <= {MAX_REPEAT} (each repeat is a separate layer; "
+                        "no published VAE stacks more)")
+
+
 def parse_token(token: str, signature_of: Callable[[str], Signature]) -> LayerSpec:
     """Parse one layer string such as `2*VAERB_256_256` or `Drop_0.1`."""
     if not isinstance(token, str) or not token.strip():
@@ -140,12 +179,11 @@ def parse_token(token: str, signature_of: Callable[[str], Signature]) -> LayerSp
     repeat = 1
     if "*" in text:
         count, _, text = text.partition("*")
-        try:
-            repeat = int(count)
-        except ValueError:
-            raise SpecError(f"{token!r}: repeat count {count!r} must be a positive integer") from None
-        if repeat <= 0:
-            raise SpecError(f"{token!r}: repeat count must be >= 1, got {repeat}")
+        count = count.strip()
+        if not _INTEGER.fullmatch(count):
+            raise SpecError(f"{token!r}: repeat count {count!r} must be a positive integer")
+        _check_repeat(int(count) if len(count) <= 12 else MAX_REPEAT + 1, token)
+        repeat = int(count)
     type_name, *raw = text.split("_")
     if not type_name:
         raise SpecError(f"{token!r}: missing layer type before '_'")
@@ -162,16 +200,17 @@ def parse_mapping(item: Mapping[str, Any], signature_of: Callable[[str], Signatu
     (type_name, body), = item.items()
     body = {} if body is None else body
     if not isinstance(body, Mapping):
-        raise SpecError(f"{type_name}: expected a mapping with 'args' and keyword arguments, got {body!r}")
+        raise SpecError(f"{type_name}: expected a mapping with 'args' and keyword arguments, got {_show(body)}")
     body = dict(body)
     args = body.pop("args", None) or []
     repeat = body.pop("repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat <= 0:
-        raise SpecError(f"{type_name}: 'repeat' must be a positive integer, got {repeat!r}")
+        raise SpecError(f"{type_name}: 'repeat' must be a positive integer, got {_show(repeat)}")
+    _check_repeat(repeat, f"{type_name}(repeat={repeat})")
     if not isinstance(args, (list, tuple)):
-        raise SpecError(f"{type_name}: 'args' must be a list, got {args!r}")
+        raise SpecError(f"{type_name}: 'args' must be a list, got {_show(args)}")
     sig = signature_of(type_name)
-    token = f"{type_name}({', '.join(map(str, args))})"
+    token = f"{type_name}({', '.join(_show(a, 20) for a in args)})"
     known = {p.name for p in sig}
     unknown = [k for k in body if k not in known]
     if unknown:
@@ -203,8 +242,11 @@ def parse_item(item: Any, signature_of: Callable[[str], Signature]) -> LayerSpec
 def parse_list(items: Sequence[Any], signature_of: Callable[[str], Signature], where: str) -> list[LayerSpec]:
     """Parse a list of layer strings or mappings; errors name `where[i]`."""
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
-        raise SpecError(f"{where}: expected a list of layer strings, got {items!r}")
-    out = []
+        raise SpecError(f"{where}: expected a list of layer strings, got {_show(items)}")
+    if not items:
+        raise SpecError(f"{where}: the list is empty; give at least one layer string (e.g. Identity)")
+    out: list[LayerSpec] = []
+    layers = 0
     for i, item in enumerate(items):
         try:
             out.append(parse_item(item, signature_of))
@@ -213,6 +255,10 @@ def parse_list(items: Sequence[Any], signature_of: Callable[[str], Signature], w
         except KeyError as e:  # unknown layer type, from the registry
             msg = e.args[0] if e.args else str(e)
             raise SpecError(f"{where}[{i}] {item!r}: {msg}") from None
+        layers += out[-1].repeat
+        if layers > MAX_LAYERS:
+            raise SpecError(f"{where}: more than {MAX_LAYERS} layers after repeats (at item {i}); each is a separate "
+                            "module built and traced one by one, and no published VAE is this deep")
     return out
 
 

@@ -2,7 +2,13 @@
 
 
 class VaelabError(Exception):
-    """Base class: the CLI prints these as one clear line instead of a traceback."""
+    """Base class: the CLI prints these as one clear line instead of a traceback.
+
+    `exit_code` is the CLI's: 2 when the input is wrong (the command line, the config, or a file or folder
+    they name: fix it and rerun), 1 when something fails while running valid input (training diverges, the
+    run folder is in use by another process)."""
+
+    exit_code = 2
 
 
 class ConfigError(VaelabError, ValueError):
@@ -11,6 +17,10 @@ class ConfigError(VaelabError, ValueError):
 
 class ModelError(VaelabError, ValueError):
     """An architecture that cannot be built or whose shapes do not chain."""
+
+
+class ArgumentError(VaelabError, ValueError):
+    """A command option or function argument outside its valid range (e.g. `--k 0`); the message gives the range."""
 
 
 class DataError(VaelabError, ValueError):
@@ -23,6 +33,18 @@ class CheckpointError(VaelabError, ValueError):
 
 class TrainingError(VaelabError, RuntimeError):
     """Training that cannot go on, e.g. a non-finite loss."""
+
+    exit_code = 1
+
+
+class RunFolderError(ConfigError):
+    """A run folder that cannot be used: a file, not empty and not vaelab's, already holding a run, or unwritable."""
+
+
+class RunFolderBusyError(RunFolderError):
+    """A run folder another vaelab process is writing (its lock is held)."""
+
+    exit_code = 1
 
 
 class VaelabWarning(UserWarning):

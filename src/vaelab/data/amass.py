@@ -7,7 +7,6 @@ SMPL order pelvis ... right_wrist) are used. Output column 4j+k = joint j, compo
 from __future__ import annotations
 
 import warnings
-import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from vaelab.data.base import DATASETS, ArrayData, Options, Source, require_path
+from vaelab.data.base import ARRAY_READ_ERRORS, DATASETS, ArrayData, Options, Source, require_path
 from vaelab.core.errors import DataError
 
 Order = Literal["xyzw", "wxyz"]
@@ -68,7 +67,7 @@ def axis_angle_to_quat(aa, order: Order = "xyzw", *, use_scipy: bool = True):
     """(..., 3) axis-angle -> (..., 4) unit quaternions with w >= 0 (numpy in -> numpy, torch in -> torch)."""
     arr, is_torch = _as_numpy(aa)
     if arr.shape[-1:] != (3,):
-        raise ValueError(f"axis-angle arrays end in 3 values, got shape {arr.shape}")
+        raise DataError(f"axis-angle arrays end in 3 values, got shape {arr.shape}")
     flat = arr.reshape(-1, 3)
     if use_scipy and Rotation is not None and len(flat):
         q = Rotation.from_rotvec(flat).as_quat()  # xyzw
@@ -85,7 +84,7 @@ def quat_to_axis_angle(q, order: Order = "xyzw", *, use_scipy: bool = True):
     """(..., 4) quaternions in `order` -> (..., 3) axis-angle (angle in [0, pi])."""
     arr, is_torch = _as_numpy(q)
     if arr.shape[-1:] != (4,):
-        raise ValueError(f"quaternion arrays end in 4 values, got shape {arr.shape}")
+        raise DataError(f"quaternion arrays end in 4 values, got shape {arr.shape}")
     flat = arr.reshape(-1, 4)
     if order == "wxyz":
         flat = flat[:, [1, 2, 3, 0]]
@@ -105,7 +104,7 @@ def export_quat_csv(path: str | Path, quats, order: Order = "xyzw") -> Path:
     """Write (T, J, 4) quaternions (already in `order`) as a CSV with header j{j}_{component}."""
     q, _ = _as_numpy(quats)
     if q.ndim != 3 or q.shape[-1] != 4:
-        raise ValueError(f"quats must be (T, J, 4), got {q.shape}")
+        raise DataError(f"quats must be (T, J, 4), got {q.shape}")
     path = Path(path)
     header = ",".join(quat_columns(q.shape[1], order))
     np.savetxt(path, q.reshape(len(q), -1), delimiter=",", header=header, comments="", fmt="%.9g")
@@ -119,15 +118,22 @@ def read_poses(path: Path, joints: int) -> np.ndarray | None:
             if "poses" not in z.files:
                 return None
             poses = z["poses"]
-    except (OSError, ValueError, zlib.error) as e:
-        raise DataError(f"{path}: cannot read AMASS .npz ({e})") from None
-    if poses.ndim != 2:
-        raise DataError(f"{path}: poses has shape {poses.shape}, expected (frames, 3 * joints)")
+    except ARRAY_READ_ERRORS as e:
+        raise DataError(f"{path}: cannot read AMASS .npz ({type(e).__name__}: {e})") from None
+    if poses.ndim != 2 or not np.issubdtype(poses.dtype, np.floating):
+        raise DataError(f"{path}: poses is {poses.dtype} {poses.shape}, expected floats of shape (frames, 3 * joints)")
+    if len(poses) == 0:
+        raise DataError(f"{path}: poses has 0 frames; give a motion file with at least one frame")
     if poses.shape[1] < 3 * joints:
         raise DataError(
             f"{path}: poses has {poses.shape[1]} columns, fewer than 3 * joints = {3 * joints}; lower data.options.joints"
         )
-    return poses[:, : 3 * joints].reshape(len(poses), joints, 3)
+    used = poses[:, : 3 * joints]
+    bad = ~np.isfinite(used).all(axis=1)
+    if bad.any():
+        raise DataError(f"{path}: {int(bad.sum())} of {len(used)} frames hold NaN or inf in the first {joints} joints' "
+                        f"poses (first: frame {int(np.argmax(bad))}); clean the file or drop those frames")
+    return used.reshape(len(poses), joints, 3)
 
 
 def load_amass(path: Path | None, options: AmassOptions) -> Source:

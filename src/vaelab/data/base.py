@@ -1,6 +1,8 @@
 """The data contract: in-memory arrays, a loader's Source, the Split interface, the DATASETS registry."""
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
@@ -12,6 +14,9 @@ from vaelab.core.errors import ConfigError, DataError
 from vaelab.core.vocab import DATASETS, Options, dataset_options  # noqa: F401  (re-exported)
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
+
+# What np.load raises on a truncated, corrupt or foreign .npy/.npz (BadZipFile: not a zip at all)
+ARRAY_READ_ERRORS = (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile)
 Scale = Literal["01", "pm1"]
 
 

@@ -44,6 +44,10 @@ def load_data(cfg: DataConfig, seed: int) -> DataBundle:
         pool, test = _carve(whole, _count(n, cfg.test_fraction), g, "test", cfg.name)
         n_val = _count(n, cfg.val_fraction)
     train, val = _carve(pool, n_val, g, "validation", cfg.name)
+    if len(train) == 0:
+        raise DataError(f"dataset {cfg.name!r} ({cfg.path or 'built in'}) has no samples to train on")
+    for split_name, split in (("train", train), ("validation", val), ("test", test)):
+        check_labels(split, source.num_classes, f"dataset {cfg.name!r}, {split_name} split")
     value_range = (float(source.value_range[0]), float(source.value_range[1]))
     normalization = None
     if getattr(opts, "standardize", False):
@@ -72,6 +76,18 @@ def _standardize(name: str, train, val, test, raw_range):
     s = fit_standardizer(train.x, raw_range)
     train, val, test = (None if p is None else ArrayData(s.apply(p.x), p.y) for p in (train, val, test))
     return train, val, test, s, (float(train.x.min()), float(train.x.max()))
+
+
+def check_labels(data, num_classes: int | None, where: str) -> None:
+    """Class labels must lie in 0..num_classes-1, checked once before training (not mid-epoch)."""
+    y = getattr(data, "y", None) if data is not None else None
+    if y is None or num_classes is None or y.is_floating_point() or y.ndim != 1 or not len(y):
+        return
+    bad = (y < 0) | (y >= num_classes)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise DataError(f"{where}: label {int(y[i])} at item {i} is outside the {num_classes} classes "
+                        f"0..{num_classes - 1} ({int(bad.sum())} such labels); fix the labels or the class count")
 
 
 def _label_counts(y: torch.Tensor | None, names: list[str] | None) -> dict[str, int] | None:

@@ -19,5 +19,6 @@ def load_digits(path: Path | None, options: ImageOptions) -> Source:
 
 
 DATASETS.register(
-    "digits", load_digits, options=ImageOptions, doc="scikit-learn 8x8 digits: (1,8,8), 10 classes, 1797 samples; path unused"
+    "digits", load_digits, options=ImageOptions, reads_path=False,
+    doc="scikit-learn 8x8 digits: (1,8,8), 10 classes, 1797 samples; no data.path (ships with scikit-learn)",
 )

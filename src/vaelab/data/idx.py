@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab.data.base import DATASETS, ArrayData, ImageOptions, Source, rescale01, require_path, scale_range
+from vaelab.data.base import (ARRAY_READ_ERRORS, DATASETS, ArrayData, ImageOptions, Source, rescale01, require_path,
+                              scale_range)
 from vaelab.core.errors import DataError
 
 SPLITS = {"train": "train", "t10k": "test"}
@@ -86,6 +87,12 @@ def load_idx_pair(images: Path, labels: Path) -> ArrayData:
     y = read_idx(labels, 1)  # (N,)
     if len(x) != len(y):
         raise DataError(f"{images} holds {len(x)} images but {labels} holds {len(y)} labels; they must pair one to one")
+    if len(x) == 0:
+        raise DataError(f"{images} holds 0 images; give a file with at least one image")
+    if y.max() >= 10:
+        i = int(np.argmax(y >= 10))
+        raise DataError(f"{labels}: label {int(y[i])} at item {i} is outside the 10 classes 0..9 "
+                        f"({int((y >= 10).sum())} such labels); the file is corrupt or of another dataset")
     return _to_array(x, y)
 
 
@@ -100,8 +107,8 @@ def _load_npz_arr(path: Path) -> np.ndarray:
             if "arr_0" not in z.files:
                 raise DataError(f"{path}: no key 'arr_0' (keys present: {', '.join(z.files) or 'none'})")
             return z["arr_0"]
-    except (OSError, ValueError, zlib.error) as e:
-        raise DataError(f"{path}: cannot read .npz ({e})") from None
+    except ARRAY_READ_ERRORS as e:
+        raise DataError(f"{path}: cannot read .npz ({type(e).__name__}: {e})") from None
 
 
 def find_kmnist_npz(folder: Path) -> dict[str, tuple[Path, Path]]:

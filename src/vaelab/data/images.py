@@ -83,8 +83,12 @@ def load_image(path: str | Path, size: int = 64, channels: int = 3, scale: Scale
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            return _transform(img, size, channels, scale)
+        with warnings.catch_warnings():  # PIL only warns between 89M and 179M pixels: refuse those too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return _transform(img, size, channels, scale)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: refused, a possible decompression bomb ({e})") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: cannot read image ({e})") from None
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from vaelab.data.base import DATASETS, ArrayData, Options, Source, require_path
+from vaelab.data.base import ARRAY_READ_ERRORS, DATASETS, ArrayData, Options, Source, require_path
 from vaelab.core.errors import DataError
 
 SIDE = 300  # the seed image is 300 x 300; coordinates are divided by this
@@ -25,8 +25,8 @@ def _npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: missing (colored_pi needs pi_xs.npy, pi_ys.npy and the colour image)")
     try:
         a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read .npy ({e})") from None
+    except ARRAY_READ_ERRORS as e:
+        raise DataError(f"{path}: cannot read .npy ({type(e).__name__}: {e})") from None
     if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
         raise DataError(f"{path}: expected a 1-D integer array, got {a.dtype} {a.shape}")
     return a
@@ -61,7 +61,7 @@ def render_points(points, size: int = SIDE) -> np.ndarray:
     """
     p = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
     if p.ndim != 2 or p.shape[1] != 5:
-        raise ValueError(f"points must be (N, 5), got {p.shape}")
+        raise DataError(f"points must be (N, 5), got {p.shape}")
     canvas = np.zeros((size, size, 3), dtype=np.uint8)
     rows = np.clip(np.rint(p[:, 0] * size), 0, size - 1).astype(np.int64)
     cols = np.clip(np.rint(p[:, 1] * size), 0, size - 1).astype(np.int64)

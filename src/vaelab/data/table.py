@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import math
-import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from vaelab.data.base import DATASETS, ArrayData, Options, Source, require_path
+from vaelab.data.base import ARRAY_READ_ERRORS, DATASETS, ArrayData, Options, Source, require_path
 from vaelab.core.errors import DataError
 
 
@@ -127,16 +126,16 @@ def _read_npz(path: Path, opts: TableOptions) -> tuple[np.ndarray, np.ndarray | 
                 y = z[opts.y_key]
             elif "y_key" in opts.model_fields_set and opts.y_key is not None:
                 raise DataError(f"{path}: no key {opts.y_key!r} (option y_key); keys present: {', '.join(keys)}")
-    except (OSError, ValueError, zlib.error) as e:
-        raise DataError(f"{path}: cannot read .npz ({e})") from None
+    except ARRAY_READ_ERRORS as e:
+        raise DataError(f"{path}: cannot read .npz ({type(e).__name__}: {e})") from None
     return x, y
 
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read .npy ({e})") from None
+    except ARRAY_READ_ERRORS as e:
+        raise DataError(f"{path}: cannot read .npy ({type(e).__name__}: {e})") from None
 
 
 def load_table(path: Path | None, options: TableOptions) -> Source:
@@ -147,8 +146,12 @@ def load_table(path: Path | None, options: TableOptions) -> Source:
         x, lab, _ = read_csv(path, options)
     elif kind in (".npy", ".npz"):
         x, lab = (_read_npy(path), None) if kind == ".npy" else _read_npz(path, options)
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataError(f"{path}: samples have dtype {x.dtype}, expected numbers")
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise DataError(f"{path}: samples have dtype {x.dtype}, expected real numbers")
+        if x.ndim == 0:
+            raise DataError(f"{path}: holds a single number (a 0-d array), expected rows of samples (N, D)")
+        if len(x) == 0:
+            raise DataError(f"{path}: no rows")
         x = x.reshape(-1, 1) if x.ndim == 1 else x
         if lab is None and options.label_column is not None:
             if x.ndim != 2:

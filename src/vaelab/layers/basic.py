@@ -68,7 +68,7 @@ def unflatten_torch_form(body: dict[str, Any]) -> dict[str, Any]:
 def register(reg: Registry) -> None:
     reg.register(
         "Linear", nn.Linear,
-        params=(Param("in_features"), Param("out_features"), Param("bias", bool, True)),
+        params=(Param("in_features", low=1), Param("out_features", low=1), Param("bias", bool, True)),
         doc="affine map over the last dim", example=("Linear_12_5", (12,)), dims=None,
     )
     for name, cls, doc in _ACTIVATIONS:

@@ -22,5 +22,10 @@ def probability(name: str, p: float) -> None:
         raise ModelError(f"{name} must be in [0, 1), got {p} (it is a drop probability, e.g. 0.1)")
 
 
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+def divisors(n: int, up_to: int) -> list[int]:
+    """The divisors of `n` that are <= `up_to`, in increasing order.
+
+    O(up_to) whatever `n` is: error messages list these as suggestions, and an error path must stay fast
+    for a value such as 10**10 (a range over every candidate up to `n` hung `vaelab check`).
+    """
+    return [d for d in range(1, min(n, up_to) + 1) if n % d == 0]

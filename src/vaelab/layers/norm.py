@@ -16,13 +16,13 @@ def block_group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
     divisor of `channels` that is <= 32 (seed 001 crashed there; small test models need e.g. 8 or 12 channels)."""
     if channels < 1:
         raise ModelError(f"channels must be >= 1 for GroupNorm, got {channels}")
-    return nn.GroupNorm(max(d for d in divisors(channels) if d <= groups), channels)
+    return nn.GroupNorm(divisors(channels, groups)[-1], channels)
 
 
 def group_norm(groups: int, channels: int) -> nn.Module:
     positive(groups=groups, channels=channels)
     if channels % groups:
-        choices = ", ".join(str(d) for d in divisors(channels) if d <= 64)
+        choices = ", ".join(str(d) for d in divisors(channels, 64))
         raise ModelError(f"{channels} channels do not split into {groups} groups; use a group count that divides "
                          f"{channels} ({choices})")
     return nn.GroupNorm(groups, channels)

@@ -51,7 +51,7 @@ def transformer_layer(dim: int, heads: int, ff: int = 2048, dropout: float = 0.1
     probability("dropout", dropout)
     if dim % heads:
         raise ModelError(f"dim {dim} must be divisible by heads {heads}; use heads in "
-                         f"{', '.join(str(d) for d in divisors(dim) if d <= 64)}")
+                         f"{', '.join(str(d) for d in divisors(dim, 64))}")
     return nn.TransformerEncoderLayer(dim, heads, ff, dropout, batch_first=True)
 
 

@@ -10,13 +10,14 @@ from vaelab.layers.conv import CONV, CONV_T
 from vaelab.core.registry import Registry
 
 _SHAPE = {1: (2, 12), 2: (2, 8, 8), 3: (2, 6, 6, 6)}
-_HEAD = (Param("in_channels"), Param("out_channels"), Param("kernel_size"), Param("stride", int, 1),
-         Param("padding", int, 0))
-CONV_PARAMS = (*_HEAD, Param("dilation", int, 1), Param("groups", int, 1), Param("bias", bool, True),
+# low=: sizes are >= 1 and paddings >= 0 (torch itself builds a Conv2d with 0 channels)
+_HEAD = (Param("in_channels", low=1), Param("out_channels", low=1), Param("kernel_size", low=1),
+         Param("stride", int, 1, low=1), Param("padding", int, 0, low=0))
+CONV_PARAMS = (*_HEAD, Param("dilation", int, 1, low=1), Param("groups", int, 1, low=1), Param("bias", bool, True),
                Param("padding_mode", str, "zeros", choices=("zeros", "reflect", "replicate", "circular")))
-CONV_T_PARAMS = (*_HEAD, Param("output_padding", int, 0), Param("groups", int, 1), Param("bias", bool, True),
-                 Param("dilation", int, 1))
-BATCH_NORM_PARAMS = (Param("num_features"), Param("eps", float, 1e-5), Param("momentum", float, 0.1),
+CONV_T_PARAMS = (*_HEAD, Param("output_padding", int, 0, low=0), Param("groups", int, 1, low=1),
+                 Param("bias", bool, True), Param("dilation", int, 1, low=1))
+BATCH_NORM_PARAMS = (Param("num_features", low=1), Param("eps", float, 1e-5), Param("momentum", float, 0.1),
                      Param("affine", bool, True), Param("track_running_stats", bool, True))
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelab.core.errors import DataError
 from vaelab.model.distributions import DiagonalGaussian
 
 OUTPUT_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": lambda t: t}
@@ -76,11 +77,11 @@ class VAE(nn.Module):
         if not self.conditional:
             return None
         if y is None:
-            raise ValueError("this model is conditional: give labels (or condition vectors) with the inputs")
+            raise DataError("this model is conditional: give labels (or condition vectors) with the inputs")
         if self.condition_kind == "label":
             y = y.long().view(-1)
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.condition_width):
-                raise ValueError(f"label out of range: the model has {self.condition_width} classes (0..{self.condition_width - 1})")
+                raise DataError(f"label out of range: the model has {self.condition_width} classes (0..{self.condition_width - 1})")
             return F.one_hot(y, self.condition_width).float()
         return y.float().view(y.shape[0], -1)
 
@@ -144,7 +145,7 @@ class VAE(nn.Module):
     def encode_integers(self, x: torch.Tensor, c: torch.Tensor | None = None):
         """Posterior means as integer codes with scale and offset (decoder units); needs a latent quantizer."""
         if self.latent_quantizer is None:
-            raise ValueError("this model has no latent quantizer: set model.quantize.latent to export integer latents")
+            raise DataError("this model has no latent quantizer: set model.quantize.latent to export integer latents")
         return self.latent_quantizer.to_integers(self.encode(x, c).mean)
 
     def num_parameters(self) -> int:

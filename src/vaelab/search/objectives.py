@@ -6,6 +6,8 @@ Likelihood scores come from `vaelab.use.ood_scores` (`nll_scores`, `auroc`); unt
 """
 from __future__ import annotations
 
+import inspect
+
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -161,9 +163,10 @@ def evaluate_objectives(ctx: TrialContext, specs) -> list[float]:
     """The value of every objective spec (`ObjectiveSpec`) for one trained trial, in order."""
     out = []
     for spec in specs:
-        fn = OBJECTIVES.get(spec.name)
-        try:
-            out.append(float(fn(ctx, **spec.options())))
+        fn, options = OBJECTIVES.get(spec.name), spec.options()
+        try:  # only the binding of the options is the user's: a TypeError inside fn is a bug and stays one
+            inspect.signature(fn).bind(ctx, **options)
         except TypeError as e:
             raise ConfigError(f"objective {spec.name}: {e}; see its options with `vaelab search --help`") from None
+        out.append(float(fn(ctx, **options)))
     return out

@@ -6,6 +6,7 @@ attribute `val_curve`); the pruner's decision then applies to the real trial.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import optuna
@@ -49,7 +50,11 @@ def make_pruner(name: str, options: dict[str, Any]) -> optuna.pruners.BasePruner
     if name == "none":
         return None
     factory = PRUNERS.get(name)
+    try:  # only the binding of the options is the user's: a TypeError inside the factory is a bug
+        inspect.signature(factory).bind(**options)
+    except TypeError as e:
+        raise ConfigError(f"search.pruner: {name}: {e}") from None
     try:
         return factory(**options)
-    except TypeError as e:
+    except ValueError as e:  # optuna's own range checks, e.g. percentile outside 0..100
         raise ConfigError(f"search.pruner: {name}: {e}") from None

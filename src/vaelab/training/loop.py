@@ -109,8 +109,10 @@ class Trainer:
             except NonFiniteLoss as e:
                 raise TrainingError(
                     f"non-finite loss ({e.value}) at epoch {s.epoch + 1}, batch {i + 1} (global step "
-                    f"{s.global_step + 1}); the last good checkpoint {self.run_dir / CHECKPOINT_NAME} is intact. "
-                    "Lower train.lr or set train.grad_clip."
+                    f"{s.global_step + 1}); "
+                    + (f"the last good checkpoint {self.run_dir / CHECKPOINT_NAME} is intact" if s.epoch
+                       else "no epoch finished, so there is no checkpoint")
+                    + ". Lower train.lr or set train.grad_clip."
                 ) from None
             n = x.shape[0]
             n_seen += n

@@ -92,8 +92,7 @@ def load_run(path: str | Path, *, device: str | torch.device = "cpu", use_ema: b
 
     p = Path(path)
     ckpt = load_checkpoint(p, map_location=device)
-    cfg = Config.model_validate(ckpt["config"])
-    meta = ckpt.get("data_meta") or {}
+    cfg, meta = checked_contents(ckpt)
     model = build_model(
         cfg.model, meta.get("shape"), num_classes=meta.get("num_classes"), cond_dim=meta.get("cond_dim"),
         value_range=tuple(meta["value_range"]) if meta.get("value_range") else None,
@@ -107,6 +106,33 @@ def load_run(path: str | Path, *, device: str | torch.device = "cpu", use_ema: b
     model.to(device).eval()
     run_dir = p if p.is_dir() else p.parent
     return Run(run_dir, cfg, model, ckpt, meta)
+
+
+def checked_contents(ckpt: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """The config and data description of a loaded checkpoint, checked before a model is built from them: a
+    config that does not validate, or one whose model has more parameters than the file holds values (which
+    would allocate them only to fail), is a CheckpointError."""
+    from pydantic import ValidationError
+
+    from vaelab.core.config import format_validation_error
+    from vaelab.model.footprint import estimate
+
+    where = ckpt.get("path", "checkpoint")
+    try:
+        cfg = Config.model_validate(ckpt.get("config"))
+    except ValidationError as e:
+        raise CheckpointError(f"{where}: its config does not validate ({format_validation_error(e)})") from None
+    meta = ckpt.get("data_meta") or {}
+    if not isinstance(meta, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{where}: no model weights or data description; not a vaelab training checkpoint")
+    vr = meta.get("value_range")
+    fp = estimate(cfg.model, meta.get("shape"), num_classes=meta.get("num_classes"), cond_dim=meta.get("cond_dim"),
+                  value_range=tuple(vr) if vr else None)
+    held = sum(v.numel() for v in ckpt["model"].values() if isinstance(v, torch.Tensor))
+    if fp.parameters > held:
+        raise CheckpointError(f"{where}: weights do not fit the architecture in its config: the config describes "
+                              f"{fp.parameters:,} parameters but the file holds {held:,} values")
+    return cfg, meta
 
 
 def dump_yaml(data: Any) -> str:

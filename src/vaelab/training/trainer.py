@@ -10,15 +10,13 @@ from pathlib import Path
 
 import torch
 
-from vaelab.core.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vaelab.core.config import Config
-from vaelab.core.errors import ConfigError
 from vaelab.data import DataBundle, load_data
 from vaelab.model.build import build_model
 from vaelab.training import distributed
 from vaelab.training.loop import EpochCallback, Trainer
 from vaelab.training.precision import resolve_device
-from vaelab.training.runs import data_meta, default_run_dir, read_run_config, write_config, write_metrics
+from vaelab.training.runs import data_meta, write_config, write_metrics
 
 __all__ = ["train", "Trainer", "build_model", "resolve_device"]
 
@@ -50,31 +48,23 @@ def _own_rng():
     return torch.random.fork_rng(devices=devices)
 
 
-def _open_run(config, out_dir, resume, overrides, parallel) -> tuple[Config, Path, dict | None]:
-    """The config, the run folder and, when resuming one that finished an epoch, its checkpoint."""
-    if resume is not None:
-        run_dir = Path(resume)
-        old = read_run_config(run_dir)
-        cfg = read_run_config(run_dir, overrides)
-        for section in ("model", "data", "loss", "seed"):
-            if getattr(old, section) != getattr(cfg, section):
-                raise ConfigError(f"--resume: {section} differs from the run's config; only train.* may change when resuming")
-        ckpt = load_checkpoint(run_dir) if (run_dir / CHECKPOINT_NAME).is_file() else None
-        return cfg, run_dir, ckpt
-    if config is None:
-        raise ConfigError("give a config or resume=RUN")
-    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
-    run_dir = parallel.broadcast(run_dir)  # under torchrun the timestamped default name must be rank 0's
-    if (run_dir / CHECKPOINT_NAME).exists():
-        raise ConfigError(f"--out {run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out")
-    return config, run_dir, None
-
-
 def _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel) -> Path:
-    cfg, run_dir, ckpt = _open_run(config, out_dir, resume, overrides, parallel)
+    from vaelab.training.run_folder import open_run_folder
+
+    # validated (a resume against its checkpoint's config) and locked before anything is written
+    with open_run_folder(config, out_dir, resume=resume, overrides=overrides, dist=parallel) as folder:
+        return _train_in(folder, bundle, on_epoch, parallel)
+
+
+def _train_in(folder, bundle, on_epoch, parallel) -> Path:
+    cfg, run_dir, ckpt = folder.config, folder.path, folder.checkpoint
     torch.manual_seed(cfg.seed)
     device = parallel.device(resolve_device(cfg.train.device))
     bundle = bundle if bundle is not None else load_data(cfg.data, cfg.seed)
+    from vaelab.training.preflight import preflight
+
+    preflight(cfg, bundle.shape, device, num_classes=bundle.num_classes, cond_dim=data_meta(bundle)["cond_dim"],
+              value_range=tuple(bundle.value_range), train_size=len(bundle.train))  # before anything is built
     if cfg.train.batch_size == "auto":
         from vaelab.training.memory import resolve_auto_batch
 
@@ -87,7 +77,10 @@ def _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel) -> Pa
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg)
     if ckpt is not None:
+        from vaelab.training.run_folder import apply_resume_changes
+
         trainer.restore(ckpt)
+        apply_resume_changes(trainer, folder.changed)
     if trainer.is_main:
         write_metrics(run_dir, trainer.state.history if ckpt is not None else [])
     if cfg.train.compile:

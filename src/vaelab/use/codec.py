@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from vaelab.core.errors import DataError
+from vaelab.data.base import ARRAY_READ_ERRORS
 from vaelab.data.normalize import to_data_units
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, check_shape, labels_for
@@ -68,20 +69,41 @@ def read_latents(path: Path) -> tuple[Tensor, Tensor | None, list[str]]:
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such latents file or folder")
+    try:
+        return _read_latents(p)
+    except ARRAY_READ_ERRORS as e:  # truncated, corrupt, pickled or ragged arrays
+        raise DataError(f"{p}: cannot read latents ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+
+
+def _numbers(a: np.ndarray, where: Path, what: str) -> Tensor:
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) or np.issubdtype(a.dtype, np.complexfloating):
+        raise DataError(f"{where}: {what} has dtype {a.dtype}, expected real numbers")
+    if a.ndim == 0:
+        raise DataError(f"{where}: {what} is a single number (0-d); expected (N, *latent) latents")
+    return torch.from_numpy(np.asarray(a))
+
+
+def _read_latents(p: Path) -> tuple[Tensor, Tensor | None, list[str]]:
     if p.is_dir():
         files = sorted(f for f in p.rglob("*.npy") if f.name != "latent_scale.npy")
         if not files:
             raise DataError(f"{p}: no .npy latents in this folder")
-        return torch.from_numpy(np.stack([np.load(f) for f in files])).float(), None, [str(f.relative_to(p)) for f in files]
+        arrays = [np.load(f, allow_pickle=False) for f in files]
+        if len({a.shape for a in arrays}) > 1:
+            raise DataError(f"{p}: the .npy latents differ in shape ({', '.join(sorted({str(a.shape) for a in arrays}))})")
+        return _numbers(np.stack(arrays), p, "the latents").float(), None, [str(f.relative_to(p)) for f in files]
     if p.suffix == ".npz":
-        d = np.load(p)
-        if "z" not in d:
-            raise DataError(f"{p}: no array 'z' (expected the .npz that `vaelab encode` writes)")
-        y = torch.from_numpy(d["labels"]) if "labels" in d and d["labels"].size else None
-        names = [str(n) for n in d["names"]] if "names" in d else [f"item-{i:06d}" for i in range(len(d["z"]))]
-        return torch.from_numpy(d["z"]).float(), y, names
+        with np.load(p, allow_pickle=False) as d:
+            if "z" not in d:
+                raise DataError(f"{p}: no array 'z' (expected the .npz that `vaelab encode` writes)")
+            z = _numbers(d["z"], p, "'z'").float()
+            y = _numbers(d["labels"], p, "'labels'") if "labels" in d and d["labels"].size else None
+            names = [str(n) for n in d["names"]] if "names" in d else [f"item-{i:06d}" for i in range(len(z))]
+        if len(names) != len(z) or (y is not None and len(y) != len(z)):
+            raise DataError(f"{p}: 'z' holds {len(z)} latents but names/labels hold {len(names)}/{len(y) if y is not None else '-'}")
+        return z, y, names
     if p.suffix == ".npy":
-        z = torch.from_numpy(np.load(p)).float()
+        z = _numbers(np.load(p, allow_pickle=False), p, "the array").float()
         return z, None, [f"item-{i:06d}" for i in range(len(z))]
     raise DataError(f"{p}: latents must be a .npz from `vaelab encode`, a .npy array or a folder of .npy files")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vaelab.core.errors import CheckpointError, DataError
+from vaelab.core.errors import ArgumentError, CheckpointError, ConfigError, DataError
 from vaelab.data.normalize import standardizer_from_meta
 from vaelab.training.runs import Run, load_run
 
@@ -47,16 +47,28 @@ class Items:
 
 def parse_data_spec(spec: str, data_path: str | Path | None = None):
     """`NAME`, `NAME:PATH` or a YAML file with a data section -> DataConfig."""
-    from vaelab.core.config import read_yaml
+    from pydantic import ValidationError
+
+    from vaelab.core.config import format_validation_error, read_yaml
     from vaelab.data.config import DataConfig
 
     p = Path(spec)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise DataError(f"--data {spec}: no such YAML file; give NAME, NAME:PATH or an existing YAML file with a data: section")
         raw = read_yaml(p)
-        return DataConfig.model_validate(raw.get("data", raw))
-    name, sep, path = spec.partition(":")
-    path = path if sep else data_path
-    return DataConfig(name=name, path=Path(path) if path else None)
+        raw = raw.get("data", raw)
+        where = f"--data {spec}"
+    else:
+        name, sep, path = spec.partition(":")
+        path = path if sep else data_path
+        raw = {"name": name, "path": path} if path else {"name": name}
+        where = f"--data {spec!r}"
+    try:
+        return DataConfig.model_validate(raw)
+    except ValidationError as e:
+        msg = format_validation_error(e, DataConfig)
+        raise ConfigError(f"{where}: {msg.split(': ', 1)[1] if msg.split(': ', 1)[-1].startswith('data.') else msg}") from None
 
 
 def dataset_items(run: Run, spec: str | None = None, data_path: str | Path | None = None, *, split: str = "test",
@@ -64,6 +76,7 @@ def dataset_items(run: Run, spec: str | None = None, data_path: str | Path | Non
     """A split of the run's dataset (default) or of another one given as NAME[:PATH] or a YAML file."""
     from vaelab.data import load_data
 
+    check_limit(limit)
     cfg = run.config.data if spec is None else parse_data_spec(spec, data_path)
     if spec is None and data_path is not None:
         cfg = cfg.model_copy(update={"path": Path(data_path)})
@@ -76,6 +89,11 @@ def dataset_items(run: Run, spec: str | None = None, data_path: str | Path | Non
     if spec is not None and run.model.conditional and run.model.condition_kind == "label" and y is not None and y.dim() == 1:
         pass  # labels of another dataset are used as given; condition_vector checks the range
     return Items(x.float(), y, [f"item-{i:06d}" for i in range(n)], tuple(bundle.value_range), cfg.name)
+
+
+def check_limit(limit: int | None, name: str = "--limit") -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ArgumentError(f"{name} must be a whole number >= 1 (how many items to use), got {limit!r}")
 
 
 def check_shape(run: Run, x: Tensor, what: str) -> None:
@@ -147,6 +165,7 @@ def check_label(run: Run, label: int) -> None:
 def load_items(run: Run, *, data: str | None = None, data_path: str | Path | None = None, input_folder: str | Path | None = None,
                limit: int | None = None) -> Items:
     """--input FOLDER, else --data NAME[:PATH] (or the run's own data), test split."""
+    check_limit(limit)
     if input_folder is not None:
         if data is not None:
             raise DataError("give either --input FOLDER or --data NAME, not both")

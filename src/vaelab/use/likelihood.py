@@ -18,6 +18,7 @@ from torch import Tensor
 from vaelab.model.distributions import DiagonalGaussian, standard_normal_log_prob
 from vaelab.training.losses import bernoulli_nll, gaussian_nll
 from vaelab.model.vae import VAE
+from vaelab.core.errors import ArgumentError
 
 Likelihood = Literal["bce", "mse"]
 GAUSSIAN_SIGMA = math.sqrt(0.5)  # sum of squared errors == Gaussian NLL with sigma^2 = 1/2, up to a constant
@@ -108,9 +109,9 @@ def nll(
 ) -> Tensor:
     """Per-item NLL in nats -> (N,): negative ELBO for k=1, importance-weighted NLL with k samples otherwise."""
     if k < 1:
-        raise ValueError(f"k must be >= 1 importance samples, got {k}")
+        raise ArgumentError(f"--k must be >= 1 importance samples, got {k}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
     lik = likelihood or default_likelihood(model, x)
     p = next(model.parameters())

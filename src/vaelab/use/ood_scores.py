@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 
-from vaelab.core.errors import ConfigError
+from vaelab.core.errors import ConfigError, DataError
 from vaelab.core.registry import Registry, UnknownNameError
 from vaelab.model.vae import VAE
 from vaelab.use.likelihood import nll
@@ -125,10 +125,11 @@ def _labels_scores(scores_in, scores_out) -> tuple[np.ndarray, np.ndarray]:
     s_in = np.asarray(torch.as_tensor(scores_in).detach().cpu(), dtype=np.float64).ravel()
     s_out = np.asarray(torch.as_tensor(scores_out).detach().cpu(), dtype=np.float64).ravel()
     if s_in.size == 0 or s_out.size == 0:
-        raise ValueError(f"need scores for both in- and out-of-distribution items, got {s_in.size} and {s_out.size}")
+        raise DataError(f"need scores for both in- and out-of-distribution items, got {s_in.size} and {s_out.size}")
     scores = np.concatenate([s_in, s_out])
     if not np.isfinite(scores).all():
-        raise ValueError(f"{int((~np.isfinite(scores)).sum())} scores are not finite (NaN or inf); check the model")
+        raise DataError(f"{int((~np.isfinite(scores)).sum())} scores are not finite (NaN or inf): the model gives "
+                        "NaN or inf on these items; check the items and the run's losses")
     labels = np.concatenate([np.zeros(s_in.size), np.ones(s_out.size)])
     return labels, scores
 

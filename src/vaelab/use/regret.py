@@ -22,6 +22,7 @@ from vaelab.use.likelihood import Likelihood, default_likelihood, iw_nll_from_po
 from vaelab.model.distributions import DiagonalGaussian
 from vaelab.use.regret_layers import encode_per_input
 from vaelab.use.regret_linear import input_linear_index, regret_batch_linear
+from vaelab.core.errors import ArgumentError
 
 ENCODER_PREFIXES = ("encoder.", "mu_head.", "logvar_head.")
 
@@ -106,13 +107,13 @@ MEMORY_BUDGET = 2**29  # bytes for the stacked copies (parameters, gradients, 2 
 
 def _check(steps: int, lr: float, k: int, weight_decay: float = 0.0) -> None:
     if steps < 1:
-        raise ValueError(f"steps must be >= 1 fine-tuning steps, got {steps}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+        raise ArgumentError(f"--regret-steps must be >= 1 fine-tuning steps, got {steps}")
+    if not lr > 0 or lr == float("inf"):  # also NaN
+        raise ArgumentError(f"--regret-lr must be a finite number > 0, got {lr}")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        raise ArgumentError(f"--k must be >= 1, got {k}")
+    if not weight_decay >= 0 or weight_decay == float("inf"):  # also NaN
+        raise ArgumentError(f"--regret-weight-decay must be >= 0, got {weight_decay}")
 
 
 def auto_batch(model: VAE, budget: int = MEMORY_BUDGET, cap: int = 128) -> int:

@@ -39,6 +39,8 @@ def _img(path: Path, root: Path) -> str:
 def build_report(run: Run, out: Path | None = None) -> Path:
     """Write RUN/report.html (or `out`) and return its path; figures are every PNG in the run folder tree."""
     root = Path(run.path)
+    path = Path(out) if out else root / REPORT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before any figure is drawn
     history = read_metrics(root) or run.history
     if history and not (root / "loss_curve.png").is_file():
         loss_curves(history, root / "loss_curve.png", title=f"{run.config.name}: loss")
@@ -66,7 +68,6 @@ def build_report(run: Run, out: Path | None = None) -> Path:
     parts += ["<h2>Config</h2>", f"<pre>{html.escape(run.config.to_yaml())}</pre>"]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run.config.name)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
-    path = Path(out) if out else root / REPORT_NAME
     atomic_write_text(path, page)
     return path
 

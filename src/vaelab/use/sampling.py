@@ -1,6 +1,7 @@
 """Draws from the prior (per label for conditional models) and latent interpolation between two inputs."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,12 +9,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.core.errors import DataError
+from vaelab.core.errors import ArgumentError, DataError
 from vaelab.data.normalize import standardizer_from_meta, to_data_units
 from vaelab.plots import is_image_shape, save_grid, to_display
 from vaelab.training.runs import Run
 from vaelab.use.inputs import check_label, load_items, Items, folder_items
 from vaelab.use.outputs import render_point_cloud, write_grid, write_npy, write_png
+
+
+MAX_SAMPLES = 100_000  # per call (per label with all_labels): the samples and their grid are held in memory
 
 
 @dataclass
@@ -27,10 +31,10 @@ def sample_tensor(run: Run, n: int, *, label: int | None = None, all_labels: boo
                   seed: int = 0) -> tuple[Tensor, Tensor | None]:
     """(samples, labels): n draws, or n per label with all_labels (rows grouped by label)."""
     model = run.model
-    if n < 1:
-        raise DataError(f"-n must be >= 1, got {n}")
-    if temperature <= 0:
-        raise DataError(f"--temperature must be > 0, got {temperature}")
+    if n < 1 or n > MAX_SAMPLES:
+        raise ArgumentError(f"-n must be in 1..{MAX_SAMPLES:,}, got {n} (for more, sample again with another --seed)")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ArgumentError(f"--temperature must be a finite number > 0 (1 samples the prior), got {temperature}")
     if label is not None and all_labels:
         raise DataError("give --label K or --all-labels, not both")
     g = torch.Generator().manual_seed(seed)
@@ -112,8 +116,8 @@ def interpolate(run: Run, a: str, b: str, out_dir: Path, *, steps: int = 8, labe
     writes interpolation.npy and interpolation.png (A's and B's originals at the ends)."""
     from vaelab.use.codec import decode_tensor, encode_tensor
 
-    if steps < 2:
-        raise DataError(f"--steps must be >= 2, got {steps}")
+    if not 2 <= steps <= 10_000:
+        raise ArgumentError(f"--steps must be in 2..10,000 (points on the line, both ends included), got {steps}")
     cache: dict = {}
     xa, ya = _endpoint(run, a, cache)
     xb, yb = _endpoint(run, b, cache)
