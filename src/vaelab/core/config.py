@@ -22,6 +22,7 @@ from vaelab.core.quant_config import QuantizeConfig
 from vaelab.core.vocab import (
     KL_SCHEDULES,
     LOSS_TERMS,
+    LOGGERS,
     LR_SCHEDULERS,
     OPTIMIZERS,
     PRECISIONS,
@@ -226,6 +227,14 @@ class TrainConfig(Strict):
     progress: bool = True
     figures: bool = True
     compile: bool = Field(False, description="torch.compile the model; compile time is reported apart from the speed")
+    log: list[str] = Field(default_factory=lambda: ["jsonl"], description="experiment logs: jsonl (always), tensorboard")
+
+    @field_validator("log")
+    @classmethod
+    def _loggers_known(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _lookup(LOGGERS, name)
+        return v
 
     @field_validator("batch_size")
     @classmethod

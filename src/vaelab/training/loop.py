@@ -6,6 +6,7 @@ shared `TrainStep`; this file decides which batches, when to evaluate, log, chec
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -146,7 +147,10 @@ class Trainer:
         tc, s = self.cfg.train, self.state
         if s.epoch >= tc.epochs:
             return self.run_dir
-        with progress_bar(tc.progress, self.batches_per_epoch) as bar:
+        from vaelab.training.loggers import EpochLoggers  # train.log beyond metrics.jsonl (TensorBoard)
+
+        self.loggers = EpochLoggers(tc.log if self.is_main else [], self.run_dir, self.cfg, self.bundle, start_epoch=s.epoch)
+        with contextlib.closing(self.loggers), progress_bar(tc.progress, self.batches_per_epoch) as bar:
             while s.epoch < tc.epochs and not s.stopped_early:
                 t0 = time.perf_counter()
                 train_terms = self._train_epoch(bar.start(f"epoch {s.epoch + 1}/{tc.epochs}"))
@@ -197,6 +201,8 @@ class Trainer:
             report_epoch(row, self.cfg.train.epochs)
             if self.on_epoch:
                 self.on_epoch(row)
+            if getattr(self, "loggers", None) is not None:
+                self.loggers.log_epoch(row, self.eval_model)
 
     def _early_stopping(self, val_loss: float | None) -> None:
         es, s = self.cfg.train.early_stopping, self.state
