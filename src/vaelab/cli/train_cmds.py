@@ -1,7 +1,6 @@
 """`vaelab train`, `vaelab check`, `vaelab layers`, `vaelab presets`."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,10 +11,6 @@ from vaelab.cli.app import app
 SetOpt = typer.Option(None, "--set", help="Override a config value: dotted.key=value (repeatable), e.g. --set train.lr=3e-4")
 
 
-def default_config_path() -> Path:
-    return Path(str(resources.files("vaelab") / "configs" / "default.yaml"))
-
-
 @app.command()
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config; without one, the bundled default (digits MLP VAE)"),
@@ -24,7 +19,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder; --set train.epochs=N extends it"),
 ) -> None:
     """Train a VAE and print the run folder it wrote (checkpoint, metrics.jsonl, figures)."""
-    from vaelab.core.config import load_config
+    from vaelab.core.config import default_config_path, load_config
     from vaelab.training.trainer import train as run_training
 
     if resume is not None:
@@ -48,6 +43,7 @@ def check(
     from rich.table import Table
 
     from vaelab.api import check_config
+    from vaelab.core.config import default_config_path
 
     report = check_config(config or default_config_path(), list(set_ or []), load_data=data)
     table = Table(title=f"{report.name}: input {report.input_shape} -> latent {report.latent_shape}")

@@ -363,10 +363,19 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] = None)
     return "; ".join(lines)
 
 
+def default_config_path() -> Path:
+    """The bundled default config (`vaelab train` without a CONFIG): an MLP VAE on scikit-learn's digits."""
+    from importlib import resources
+
+    return Path(str(resources.files("vaelab") / "configs" / "default.yaml"))
+
+
 def load_config(source: str | Path | Mapping[str, Any] | None = None, overrides: list[str] | None = None) -> Config:
-    """Build a validated Config from a YAML path, a mapping or the defaults, then `dotted.key=value` overrides."""
+    """Build a validated Config from a YAML path or a mapping, then `dotted.key=value` overrides.
+
+    `None` is the CLI's default, the bundled default.yaml; `{}` is every field at its default."""
     if source is None:
-        raw: dict[str, Any] = {}
+        raw: dict[str, Any] = read_yaml(default_config_path())
     elif isinstance(source, Mapping):
         raw = copy.deepcopy(dict(source))
     else:

@@ -18,7 +18,7 @@ from vaelab.model.build import build_model
 from vaelab.training import distributed
 from vaelab.training.loop import EpochCallback, Trainer
 from vaelab.training.precision import resolve_device
-from vaelab.training.runs import data_meta, default_run_dir, read_run_config, write_config, write_metrics
+from vaelab.training.runs import data_location, data_meta, default_run_dir, read_run_config, write_config, write_metrics
 
 __all__ = ["train", "Trainer", "build_model", "resolve_device"]
 
@@ -83,6 +83,7 @@ def _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel) -> Pa
     model = build_model(cfg.model, bundle.shape, num_classes=bundle.num_classes, cond_dim=data_meta(bundle)["cond_dim"],
                         value_range=bundle.value_range)
     trainer = Trainer(cfg, run_dir, bundle, model, device, on_epoch, dist=parallel)
+    trainer.data_meta.update(data_location(cfg.data.path, run_dir))  # so the run is usable from any directory
     if trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg)
