@@ -1,6 +1,7 @@
 """`vaelab train`, `vaelab check`, `vaelab layers`, `vaelab presets`."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -29,7 +30,8 @@ def train(
     else:
         cfg = load_config(config or default_config_path(), list(set_ or []))
         run_dir = run_training(cfg, out)
-    typer.echo(str(run_dir))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for a script that captures stdout
+        typer.echo(str(run_dir))
 
 
 @app.command()

@@ -21,7 +21,7 @@ from vaelab.core.config import Config
 from vaelab.core.errors import TrainingError
 from vaelab.data import DataBundle
 from vaelab.model.vae import VAE
-from vaelab.training.distributed import LocalContext, ParallelContext
+from vaelab.training.distributed import LocalContext, ParallelContext, rank_batches
 from vaelab.training.loss_setup import LossSetup
 from vaelab.training.precision import get_precision
 from vaelab.training.progress import progress_bar, report_epoch
@@ -131,7 +131,8 @@ class Trainer:
         tc = self.cfg.train
         sums = torch.zeros(3, dtype=torch.float64)
         n_seen = 0
-        for x, y in split.batches(tc.eval_batch_size or tc.batch_size, shuffle=False):
+        # under torchrun each rank evaluates every world_size-th batch; the sums are added up below
+        for x, y in rank_batches(split.batches(tc.eval_batch_size or tc.batch_size, shuffle=False), self.parallel):
             x = x.to(self.device)
             c = condition_of(model, y, self.device)
             with self.step.precision.autocast(self.device):
@@ -140,7 +141,8 @@ class Trainer:
             sums += torch.stack([terms.total.double(), terms.recon.double(), terms.kl.double()]) * x.shape[0]
             n_seen += x.shape[0]
         model.train()
-        avg = (sums / max(n_seen, 1)).tolist()
+        both = self.parallel.all_reduce_sum(torch.cat([sums, torch.tensor([float(n_seen)], dtype=torch.float64)]))
+        avg = (both[:-1] / max(int(both[-1]), 1)).tolist()
         return {"loss": avg[0], "recon": avg[1], "kl": avg[2]}
 
     def fit(self) -> Path:

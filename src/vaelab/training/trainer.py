@@ -98,8 +98,9 @@ def _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel) -> Pa
     try:
         trainer.fit()
     except KeyboardInterrupt:
-        print(f"interrupted: the run folder holds the last finished epoch; continue with "
-              f"`vaelab train --resume {run_dir}`", file=sys.stderr)
+        if trainer.is_main:  # one message under torchrun, not one per rank
+            print(f"interrupted: the run folder holds the last finished epoch; continue with "
+                  f"`vaelab train --resume {run_dir}`", file=sys.stderr)
         raise
     if cfg.train.figures and trainer.is_main:
         from vaelab.plots import write_run_figures
