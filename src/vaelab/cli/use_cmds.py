@@ -210,12 +210,14 @@ def ood(
 
 @app.command()
 def report(
-    run: Path = typer.Argument(..., help="Run folder"),
-    out: Optional[Path] = typer.Option(None, "--out", help="HTML path (default RUN/report.html)"),
+    runs: List[Path] = typer.Argument(..., help="Run folder, or several to compare"),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML path (default RUN/report.html; for several runs ./comparison.html)"),
 ) -> None:
-    """One self-contained HTML page (config, metrics, every figure embedded) that opens with no server.
-    Run `vaelab evaluate RUN` (and `vaelab ood`) first to include their tables and figures."""
+    """One self-contained HTML page that opens with no server. One run: config, metrics with units, every figure
+    (run `vaelab evaluate RUN` and `vaelab ood` first to include theirs). Several runs: their curves overlaid,
+    final metrics side by side, posterior collapse flagged."""
     from vaelab.use.inputs import open_run
-    from vaelab.use.report import build_report
+    from vaelab.use.report import build_comparison, build_report
 
-    typer.echo(str(build_report(open_run(run), out)))
+    loaded = [open_run(p) for p in runs]
+    typer.echo(str(build_report(loaded[0], out) if len(loaded) == 1 else build_comparison(loaded, out)))

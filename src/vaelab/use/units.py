@@ -10,7 +10,7 @@ from typing import Any
 
 _EVALUATION = {
     "negative_elbo": "nats/item", "reconstruction_nll": "nats/item", "kl": "nats/item", "bits_per_dim": "bits/dim",
-    "mse": "squared error/value", "ssim": "0..1, 1 = identical", "active_units": "latent dims",
+    "mse": "squared error/value", "ssim": "SSIM, 1 = identical", "active_units": "latent dims",
     "latent_dims": "latent dims", "items": "items", "iw_k": "samples", "mmd_rbf": "MMD² (RBF)",
     "wasserstein_mean": "data units", "auroc": "0..1", "auprc": "0..1", "fpr95": "0..1",
 }
