@@ -39,8 +39,8 @@ def _amass() -> None:
 
 
 # recipes whose data cannot be shipped: (the README's command, the library call) writing the synthetic stand-in
-SETUP = {"seed001-sd-folder": (f"vaelab data make-shapes {SHAPES}", _shapes),
-         "seed000-amass": (f"vaelab data make-amass {AMASS}", _amass)}
+SETUP = {"seed001-sd-folder": (f".venv/bin/vaelab data make-shapes {SHAPES}", _shapes),
+         "seed000-amass": (f".venv/bin/vaelab data make-amass {AMASS}", _amass)}
 # recipe -> what it shows
 RECIPES = {
     "seed002-vae-mnist": ("seed 002's VAE, 784-500-2 MLP, BCE(sum) + KL, 20 epochs"),
@@ -93,7 +93,7 @@ def measure(name: str, run: Path) -> dict:
 
 def _command(name: str) -> str:
     setup = SETUP[name][0] if name in SETUP else None
-    train = f"vaelab train configs/{name}.yaml --out runs/{name}"
+    train = f".venv/bin/vaelab train configs/{name}.yaml --out runs/{name}"
     return f"`{setup} && {train}`" if setup else f"`{train}`"
 
 

@@ -1,12 +1,17 @@
 """Shared fixtures: small configs that train in about a second on 2 CPU cores."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Subprocesses (`python -m vaelab ...`, torchrun) import this checkout's code, as pytest's pythonpath does for the
+# tests themselves, not whichever checkout `pip install -e` pointed the venv at.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 
 
 def tiny_config(**sections) -> dict:

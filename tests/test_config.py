@@ -5,8 +5,15 @@ from vaelab.core.errors import ConfigError
 
 
 def test_defaults_validate():
-    cfg = load_config()
+    cfg = load_config({})
     assert cfg.model.preset == "examples-mlp" and cfg.data.name == "digits"
+
+
+def test_no_source_is_the_clis_default_config():
+    from vaelab.core.config import default_config_path
+
+    cfg = load_config(None)
+    assert cfg == load_config(default_config_path()) and cfg.name == "digits-mlp"
 
 
 def test_unknown_key_names_dotted_path_and_close_match():
@@ -20,7 +27,7 @@ def test_unknown_top_level_section():
 
 
 def test_overrides_parse_yaml_scalars():
-    cfg = load_config(None, ["train.lr=3e-4", "train.progress=False", "train.epochs=7", "loss.kl_schedule.kind=cyclical",
+    cfg = load_config({}, ["train.lr=3e-4", "train.progress=False", "train.epochs=7", "loss.kl_schedule.kind=cyclical",
                              "loss.kl_schedule.n_cycles=2"])
     assert cfg.train.lr == pytest.approx(3e-4)
     assert cfg.train.progress is False  # seed 001 parsed "False" as True
@@ -70,7 +77,7 @@ def test_preset_and_lists_are_exclusive():
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = load_config(None, ["train.epochs=3", "loss.kl_schedule.kind=cyclical"])
+    cfg = load_config({}, ["train.epochs=3", "loss.kl_schedule.kind=cyclical"])
     p = tmp_path / "c.yaml"
     p.write_text(cfg.to_yaml())
     assert load_config(p) == cfg

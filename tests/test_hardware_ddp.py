@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +23,8 @@ train: {epochs: 2, batch_size: 32, progress: false, figures: false, device: cpu}
 
 
 def vaelab(*args: str, nproc: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    src = str(Path(__file__).resolve().parents[1] / "src")  # this checkout's code, not whatever vaelab pip installed
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     pre = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
     proc = subprocess.run([*pre, "-m", "vaelab", *args], capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -34,6 +36,7 @@ def test_two_gloo_processes_train_resume_and_match_one_process(tmp_path):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     first = vaelab("train", str(tmp_path / "c.yaml"), "--out", str(ddp), nproc=2)
     assert first.stderr.count("epoch 1/2") == 1  # only rank 0 logs
+    assert first.stdout.strip() == str(ddp)  # only rank 0 prints the run folder
     assert len(read_metrics(ddp)) == 2  # only rank 0 writes (two writers would append 4 lines)
     vaelab("train", "--resume", str(ddp), "--set", "train.epochs=3", nproc=2)
     vaelab("train", str(tmp_path / "c.yaml"), "--out", str(single), "--set", "train.epochs=3")
@@ -43,6 +46,7 @@ def test_two_gloo_processes_train_resume_and_match_one_process(tmp_path):
     # its own), so the losses agree to within 2% while both fall.
     for a, b in zip(d, s):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.02)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=0.02)  # the ranks' validation shards, summed
     assert d[2]["train_loss"] < d[0]["train_loss"]
 
 
@@ -56,6 +60,16 @@ def test_sharded_split_gives_each_rank_a_disjoint_slice_of_the_same_global_batch
     whole = [x.view(-1).tolist() for x, _ in data.batches(4, shuffle=True, generator=g)]
     assert [a + b for a, b in zip(*seen)] == [w[: len(w) - len(w) % 2] for w in whole]  # tail of 3 -> 2 used
     assert len(ShardedSplit(data, 0, 2)) == 10
+
+
+def test_rank_batches_cover_every_validation_item_once():
+    from vaelab.training.distributed import DistContext, rank_batches
+
+    data = ArrayData(torch.arange(23, dtype=torch.float32).view(23, 1)).to_split()
+    seen = [torch.cat([x for x, _ in rank_batches(data.batches(4, shuffle=False), DistContext(r, 3, r, "gloo"))])
+            for r in range(3)]
+    assert sorted(torch.cat(seen).view(-1).tolist()) == list(range(23))
+    assert len(list(rank_batches(data.batches(4, shuffle=False), None))) == 6
 
 
 def test_world_sizes_the_data_cannot_split_are_refused():

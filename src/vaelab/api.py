@@ -1,14 +1,30 @@
-"""The Python API behind the CLI: every command is one call here."""
+"""The Python API behind the CLI: every command is one call here, plus tensor-in, tensor-out helpers.
+
+    from vaelab.api import load_run, encode, decode, sample, reconstruct   # tensors, nothing written
+    from vaelab.api import write_samples, write_reconstructions, evaluate  # what the CLI commands write
+
+Everything is imported on first use, so `import vaelab.api` does not import torch (tests/test_api.py
+measures it); `dir(vaelab.api)` lists every name for notebook completion.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
+<<<<<<< HEAD
 from vaelab.model.build import LayerRow
 from vaelab.core.config import Config, load_config
 from vaelab.training.runs import Run, data_meta, load_run
 from vaelab.training.trainer import train
+=======
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily through __getattr__
+    from vaelab.core.config import Config, load_config
+    from vaelab.model.build import LayerRow
+    from vaelab.training.runs import Run, load_run
+    from vaelab.training.trainer import train
+    from vaelab.use.tensors import decode, encode, reconstruct, sample
+>>>>>>> h6-ecosystem
 
 
 @dataclass
@@ -26,6 +42,7 @@ class CheckReport:
 def check_config(
     source: str | Path | Mapping[str, Any] | Config | None, overrides: list[str] | None = None, *, load_data: bool = True
 ) -> CheckReport:
+<<<<<<< HEAD
     """Validate a config and trace its model without training (what `vaelab check` prints).
 
     The model is built on the meta device (no weights allocated) and its training memory checked against the
@@ -35,6 +52,13 @@ def check_config(
     from vaelab.training.preflight import preflight
     from vaelab.training.loss_setup import LossSetup
     from vaelab.training.precision import resolve_device
+=======
+    """Validate a config and build its model without training (what `vaelab check` prints)."""
+    from vaelab.core.config import Config, load_config
+    from vaelab.data import load_data as load
+    from vaelab.model.build import LayerRow, build_model
+    from vaelab.training.runs import data_meta
+>>>>>>> h6-ecosystem
 
     cfg = source if isinstance(source, Config) else load_config(source, overrides)
     shape, meta, train_size = None, {}, None
@@ -56,17 +80,28 @@ def check_config(
                        memory)
 
 
-# Everything else the CLI does, imported on first use so that `import vaelab.api` stays light.
-_LAZY = {
-    "reconstruct": "vaelab.use.reconstruct", "compare": "vaelab.use.reconstruct",
-    "encode": "vaelab.use.codec", "decode": "vaelab.use.codec",
-    "sample": "vaelab.use.sampling", "interpolate": "vaelab.use.sampling",
-    "evaluate": "vaelab.use.evaluate", "ood": "vaelab.use.ood", "build_report": "vaelab.use.report",
-    "nll_scores": "vaelab.use.ood_scores", "auroc": "vaelab.use.ood_scores",
-    "load_data": "vaelab.data", "describe_dataset": "vaelab.data.report",
-    "make_shapes": "vaelab.data.synthetic", "make_amass": "vaelab.data.synthetic",
-    "run_search": "vaelab.search", "load_space": "vaelab.search", "search_report": "vaelab.search.report",
-    "recon_error_vs_bits": "vaelab.model.quantize",
+# name -> (module, name there): everything else, imported on first use so that `import vaelab.api` stays light
+_LAZY: dict[str, tuple[str, str]] = {
+    "Config": ("vaelab.core.config", "Config"), "load_config": ("vaelab.core.config", "load_config"),
+    "train": ("vaelab.training.trainer", "train"), "load_run": ("vaelab.training.runs", "load_run"),
+    "Run": ("vaelab.training.runs", "Run"), "LayerRow": ("vaelab.model.build", "LayerRow"),
+    # tensors in, tensors out
+    "encode": ("vaelab.use.tensors", "encode"), "decode": ("vaelab.use.tensors", "decode"),
+    "sample": ("vaelab.use.tensors", "sample"), "reconstruct": ("vaelab.use.tensors", "reconstruct"),
+    # what the CLI commands of the same name write (folders of arrays and figures)
+    "write_reconstructions": ("vaelab.use.reconstruct", "reconstruct"), "compare": ("vaelab.use.reconstruct", "compare"),
+    "write_encodings": ("vaelab.use.codec", "encode"), "write_decodings": ("vaelab.use.codec", "decode"),
+    "write_samples": ("vaelab.use.sampling", "sample"), "interpolate": ("vaelab.use.sampling", "interpolate"),
+    "load_items": ("vaelab.use.inputs", "load_items"), "open_run": ("vaelab.use.inputs", "open_run"),
+    "evaluate": ("vaelab.use.evaluate", "evaluate"), "ood": ("vaelab.use.ood", "ood"),
+    "build_report": ("vaelab.use.report", "build_report"),
+    "export_run": ("vaelab.use.export", "export_run"), "import_diffusers": ("vaelab.use.diffusers_interop", "import_diffusers"),
+    "nll_scores": ("vaelab.use.ood_scores", "nll_scores"), "auroc": ("vaelab.use.ood_scores", "auroc"),
+    "load_data": ("vaelab.data", "load_data"), "describe_dataset": ("vaelab.data.report", "describe_dataset"),
+    "make_shapes": ("vaelab.data.synthetic", "make_shapes"), "make_amass": ("vaelab.data.synthetic", "make_amass"),
+    "run_search": ("vaelab.search", "run_search"), "load_space": ("vaelab.search", "load_space"),
+    "search_report": ("vaelab.search.report", "search_report"),
+    "recon_error_vs_bits": ("vaelab.model.quantize", "recon_error_vs_bits"),
 }
 
 
@@ -74,8 +109,15 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
     raise AttributeError(f"module 'vaelab.api' has no attribute {name!r}")
 
 
-__all__ = ["Config", "load_config", "check_config", "CheckReport", "train", "load_run", "Run", *_LAZY]
+__all__ = ["check_config", "CheckReport", *_LAZY]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | {k for k in globals() if not k.startswith("_")})

@@ -17,7 +17,8 @@ def new_figure(nrows: int = 1, ncols: int = 1, **subplots_kw: Any):
     from matplotlib.figure import Figure
 
     figsize = subplots_kw.pop("figsize", None)
-    fig = Figure(figsize=figsize)
+    layout = subplots_kw.pop("layout", None)  # "constrained": titles and labels never overlap
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **subplots_kw)
 
 
@@ -66,20 +67,64 @@ def save_grid(images: np.ndarray, nrow: int, path: Path, *, title: str | None = 
     save_figure(fig, path)
 
 
-def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss") -> None:
+CURVE_TERMS = (("loss", "total loss"), ("recon", "reconstruction"), ("kl", "KL"))
+
+
+def _epoch_axis(ax, epochs: Sequence[int]) -> None:
+    """Integer epoch ticks (a 2-epoch run gets 1 and 2, not 1.0, 1.2, ...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(10, max(1, len(epochs)))))
+    ax.set_xlabel("epoch")
+
+
+def _scale_y(ax, values: Sequence[float]) -> str:
+    """Log scale when the curve spans more than 20x (a first epoch far above the rest flattens a linear axis)."""
+    v = [y for y in values if y is not None and math.isfinite(y)]
+    if len(v) >= 2 and min(v) > 0 and max(v) / min(v) > 20:
+        ax.set_yscale("log")
+        return " (log scale)"
+    return ""
+
+
+def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss", unit: str | None = None) -> None:
+    """Total, reconstruction and KL per epoch, train solid and validation dashed; `unit` labels the y axes."""
     epochs = [h["epoch"] for h in history]
-    keys = [("loss", "total"), ("recon", "reconstruction"), ("kl", "KL")]
-    fig, axes = new_figure(1, 3, figsize=(12, 3.4))
-    for ax, (key, label) in zip(axes, keys):
+    fig, axes = new_figure(1, 3, figsize=(12, 3.6), layout="constrained")
+    for ax, (key, label) in zip(axes, CURVE_TERMS):
+        plotted: list[float] = []
         for split, style in (("train", "-"), ("val", "--")):
             ys = [h.get(f"{split}_{key}") for h in history]
             if any(y is not None for y in ys):
                 ax.plot(epochs, ys, style, marker="." if len(epochs) < 30 else None, label=split)
-        ax.set_title(label)
-        ax.set_xlabel("epoch")
-        ax.legend()
+                plotted += [y for y in ys if y is not None]
+        ax.set_title(label + _scale_y(ax, plotted), fontsize=10)
+        ax.set_ylabel(f"{label} ({unit})" if unit else label)
+        _epoch_axis(ax, epochs)
+        if plotted:
+            ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def overlay_curves(histories: dict[str, list[dict[str, Any]]], key: str, path: Path, *, title: str, unit: str) -> None:
+    """One curve per run (label -> history) of one metrics key, e.g. val_loss; every run in the same unit."""
+    fig, ax = new_figure(figsize=(7, 4), layout="constrained")
+    values: list[float] = []
+    all_epochs: list[int] = []
+    for label, history in histories.items():
+        pts = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label)
+            values += ys
+            all_epochs += xs
+    ax.set_title(title + _scale_y(ax, values))
+    ax.set_ylabel(f"{key} ({unit})")
+    _epoch_axis(ax, sorted(set(all_epochs)))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     save_figure(fig, path)
 
 

@@ -10,7 +10,7 @@ import sys
 from vaelab.cli.app import app
 
 # command modules register themselves on import
-from vaelab.cli import data_cmds, hardware_cmds, search_cmds, train_cmds, use_cmds  # noqa: F401,E402
+from vaelab.cli import convert_cmds, data_cmds, hardware_cmds, interop_cmds, search_cmds, train_cmds, use_cmds  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 """The Typer application every command module registers on, and how errors reach the user.
 
 Every failure is one line on stderr, never a traceback. Exit codes: 0 success; 2 a usage error (a bad
@@ -10,6 +11,10 @@ from __future__ import annotations
 import importlib
 import sys
 from typing import Any, Sequence
+=======
+"""The Typer application every command module registers on, with `--version` and shell completion."""
+from typing import Optional
+>>>>>>> h6-ecosystem
 
 import typer
 from typer.core import TyperGroup
@@ -78,5 +83,21 @@ app = typer.Typer(
     help="Build, train, use and evolve variational autoencoders from declarative configs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from vaelab import __version__
+
+        typer.echo(f"vaelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print vaelab's version and exit."),
+) -> None:
+    """Build, train, use and evolve variational autoencoders from declarative configs."""

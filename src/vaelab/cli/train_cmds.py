@@ -1,7 +1,7 @@
 """`vaelab train`, `vaelab check`, `vaelab layers`, `vaelab presets`."""
 from __future__ import annotations
 
-from importlib import resources
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,10 +19,6 @@ def _with_limit(set_: Optional[List[str]], max_memory_gb: Optional[float]) -> li
     return list(set_ or []) + ([f"train.max_memory_gb={max_memory_gb}"] if max_memory_gb is not None else [])
 
 
-def default_config_path() -> Path:
-    return Path(str(resources.files("vaelab") / "configs" / "default.yaml"))
-
-
 @app.command()
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config; without one, the bundled default (digits MLP VAE)"),
@@ -32,7 +28,7 @@ def train(
     max_memory_gb: Optional[float] = MaxMemoryOpt,
 ) -> None:
     """Train a VAE and print the run folder it wrote (checkpoint, metrics.jsonl, figures)."""
-    from vaelab.core.config import load_config
+    from vaelab.core.config import default_config_path, load_config
     from vaelab.training.trainer import train as run_training
 
     if resume is not None:
@@ -42,7 +38,8 @@ def train(
     else:
         cfg = load_config(config or default_config_path(), _with_limit(set_, max_memory_gb))
         run_dir = run_training(cfg, out)
-    typer.echo(str(run_dir))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for a script that captures stdout
+        typer.echo(str(run_dir))
 
 
 @app.command()
@@ -57,6 +54,7 @@ def check(
     from rich.table import Table
 
     from vaelab.api import check_config
+    from vaelab.core.config import default_config_path
 
     report = check_config(config or default_config_path(), _with_limit(set_, max_memory_gb), load_data=data)
     table = Table(title=f"{report.name}: input {report.input_shape} -> latent {report.latent_shape}")

@@ -170,11 +170,29 @@ OOD_DATA_HELP = ("NAME:PATH (e.g. mnist:../shared/data/mnist), NAME for datasets
                  "or a YAML file with a data: section (any DataConfig field: name, path, options, limit); the test split is used")
 
 
+def _ood_data(inside, outside, old_in, old_out):
+    """--in-data/--out-data, accepting the old --in/--out with a deprecation note; --out naming a folder is refused
+    with the option the user most likely meant (every other command's --out is an output folder)."""
+    for old, new, value in (("--in", "--in-data", old_in), ("--out", "--out-data", old_out)):
+        if value is not None:
+            if Path(value).is_dir() or (old == "--out" and ":" not in value and "/" in value):
+                raise typer.BadParameter(f"{old} {value}: the OOD command's data options are --in-data/--out-data "
+                                         "(NAME[:PATH]); its output folder is --out-dir")
+            typer.echo(f"note: {old} is deprecated for `vaelab ood`; use {new}", err=True)
+    inside = inside if inside is not None else old_in
+    outside = outside if outside is not None else old_out
+    if outside is None:
+        raise typer.BadParameter("give the out-of-distribution data with --out-data NAME[:PATH]")
+    return inside, outside
+
+
 @app.command()
 def ood(
     run: Path = typer.Argument(..., help="Run folder"),
-    inside: Optional[str] = typer.Option(None, "--in", help="In-distribution data (default: the run's own). " + OOD_DATA_HELP),
-    outside: str = typer.Option(..., "--out", help="Out-of-distribution data. " + OOD_DATA_HELP),
+    inside: Optional[str] = typer.Option(None, "--in-data", help="In-distribution data (default: the run's own). " + OOD_DATA_HELP),
+    outside: Optional[str] = typer.Option(None, "--out-data", help="Out-of-distribution data (required). " + OOD_DATA_HELP),
+    old_in: Optional[str] = typer.Option(None, "--in", hidden=True, help="Deprecated name of --in-data"),
+    old_out: Optional[str] = typer.Option(None, "--out", hidden=True, help="Deprecated name of --out-data"),
     limit: int = typer.Option(500, "--limit", help="Items of each set (regret fine-tunes per item)"),
     scores: str = typer.Option("nll,regret,complexity", "--scores", help="Comma list of OOD scores: nll, regret, complexity"),
     k: int = typer.Option(1, "--k", help="Importance samples per NLL (1 = negative ELBO)"),
@@ -196,6 +214,7 @@ def ood(
     from vaelab.use.inputs import dataset_items, open_run
     from vaelab.use.ood import cli_options, ood as run_ood
 
+    inside, outside = _ood_data(inside, outside, old_in, old_out)
     r = open_run(run)
     a = dataset_items(r, inside, limit=limit)
     b = dataset_items(r, outside, limit=limit)
@@ -210,12 +229,14 @@ def ood(
 
 @app.command()
 def report(
-    run: Path = typer.Argument(..., help="Run folder"),
-    out: Optional[Path] = typer.Option(None, "--out", help="HTML path (default RUN/report.html)"),
+    runs: List[Path] = typer.Argument(..., help="Run folder, or several to compare"),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML path (default RUN/report.html; for several runs ./comparison.html)"),
 ) -> None:
-    """One self-contained HTML page (config, metrics, every figure embedded) that opens with no server.
-    Run `vaelab evaluate RUN` (and `vaelab ood`) first to include their tables and figures."""
+    """One self-contained HTML page that opens with no server. One run: config, metrics with units, every figure
+    (run `vaelab evaluate RUN` and `vaelab ood` first to include theirs). Several runs: their curves overlaid,
+    final metrics side by side, posterior collapse flagged."""
     from vaelab.use.inputs import open_run
-    from vaelab.use.report import build_report
+    from vaelab.use.report import build_comparison, build_report
 
-    typer.echo(str(build_report(open_run(run), out)))
+    loaded = [open_run(p) for p in runs]
+    typer.echo(str(build_report(loaded[0], out) if len(loaded) == 1 else build_comparison(loaded, out)))

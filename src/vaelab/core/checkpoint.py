@@ -22,8 +22,24 @@ CHECKPOINT_NAME = "checkpoint.pt"
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # in torch's weights_only refusal: the global a pickle asked for
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc; elsewhere set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call write(file_object) on a temporary file beside `path`, then rename it over `path`."""
+    """Call write(file_object) on a temporary file beside `path`, then rename it over `path`.
+
+    The file gets the mode a plain `open(path, "w")` would (0666 less the umask), not mkstemp's 0600, so
+    teammates can read a shared runs folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,6 +48,7 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~process_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,8 +67,13 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint file or the one in a run folder; the config comes back as a dict."""
+    """Load a checkpoint file, the one in a run folder, or an exported folder; the config comes back as a dict."""
     p = Path(path)
+    if p.is_dir() and not (p / CHECKPOINT_NAME).is_file():
+        from vaelab.core.exported import is_export_dir, read_export
+
+        if is_export_dir(p):
+            return read_export(p, map_location)
     if p.is_dir():
         p = p / CHECKPOINT_NAME
         if not p.is_file():

@@ -23,6 +23,7 @@ from vaelab.core.ranges import check_device, check_scheduler_kwargs
 from vaelab.core.vocab import (
     KL_SCHEDULES,
     LOSS_TERMS,
+    LOGGERS,
     LR_SCHEDULERS,
     OPTIMIZERS,
     PRECISIONS,
@@ -234,6 +235,7 @@ class TrainConfig(Strict):
     progress: bool = True
     figures: bool = True
     compile: bool = Field(False, description="torch.compile the model; compile time is reported apart from the speed")
+<<<<<<< HEAD
     max_memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False, description="refuse a model whose estimated "
                                         "training memory exceeds this (default: the device's free memory)")
 
@@ -241,6 +243,16 @@ class TrainConfig(Strict):
     @classmethod
     def _device(cls, v: str) -> str:
         return check_device(v)
+=======
+    log: list[str] = Field(default_factory=lambda: ["jsonl"], description="experiment logs: jsonl (always), tensorboard")
+
+    @field_validator("log")
+    @classmethod
+    def _loggers_known(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _lookup(LOGGERS, name)
+        return v
+>>>>>>> h6-ecosystem
 
     @field_validator("batch_size")
     @classmethod
@@ -379,10 +391,19 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] = None)
     return "; ".join(lines)
 
 
+def default_config_path() -> Path:
+    """The bundled default config (`vaelab train` without a CONFIG): an MLP VAE on scikit-learn's digits."""
+    from importlib import resources
+
+    return Path(str(resources.files("vaelab") / "configs" / "default.yaml"))
+
+
 def load_config(source: str | Path | Mapping[str, Any] | None = None, overrides: list[str] | None = None) -> Config:
-    """Build a validated Config from a YAML path, a mapping or the defaults, then `dotted.key=value` overrides."""
+    """Build a validated Config from a YAML path or a mapping, then `dotted.key=value` overrides.
+
+    `None` is the CLI's default, the bundled default.yaml; `{}` is every field at its default."""
     if source is None:
-        raw: dict[str, Any] = {}
+        raw: dict[str, Any] = read_yaml(default_config_path())
     elif isinstance(source, Mapping):
         raw = copy.deepcopy(dict(source))
     else:

@@ -24,6 +24,7 @@ KL_SCHEDULES: Registry = Registry("KL schedule", case_sensitive=False, populate=
 PRECISIONS: Registry = Registry("precision", case_sensitive=False, populate="vaelab.training.precision")
 LOSS_TERMS: Registry = Registry("loss term", populate="vaelab.training.losses")
 REDUCTIONS: Registry = Registry("reduction", populate="vaelab.training.losses")
+LOGGERS: Registry = Registry("train.log logger", populate="vaelab.training.loggers")
 
 
 def build_dataclass_entry(registry: Registry, kind: str, where: str, params: dict[str, Any]) -> Any:

@@ -18,10 +18,10 @@ class SpatialSelfAttention(nn.Module):
     position attends to every other one.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, groups: int = 32, eps: float = 1e-5):
         super().__init__()
         positive(c=channels)
-        self.norm = block_group_norm(channels)
+        self.norm = block_group_norm(channels, groups, eps)
         self.in_proj = nn.Linear(channels, 3 * channels)
         self.out_proj = nn.Linear(channels, channels)
 
@@ -38,7 +38,7 @@ class SpatialSelfAttention(nn.Module):
 
 def register(reg: Registry) -> None:
     reg.register(
-        "VAEA", SpatialSelfAttention, params=(Param("c"),),
-        doc="seed 001 attention block: GroupNorm, single-head non-causal self-attention, residual (any rank)",
+        "VAEA", SpatialSelfAttention, params=(Param("c"), Param("groups", int, 32), Param("eps", float, 1e-5)),
+        doc="seed 001 attention block: GroupNorm(groups, eps), single-head non-causal self-attention, residual",
         example=("VAEA_8", (8, 4, 4)), dims=None,
     )

@@ -15,17 +15,18 @@ from vaelab.core.registry import Registry
 class ResidualBlock(nn.Module):
     """GN-SiLU-Conv3-GN-SiLU-Conv3 plus a skip (Identity if in == out, else a 1x1 conv).
 
-    GroupNorm uses 32 groups, or the largest divisor of the channel count <= 32 (see `block_group_norm`).
+    GroupNorm uses `groups` (32) groups, or the largest divisor of the channel count <= groups, with `eps`
+    (see `block_group_norm`); diffusers' ResnetBlock2D is this block with eps 1e-6.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, dims: int = 2):
+    def __init__(self, in_channels: int, out_channels: int, dims: int = 2, *, groups: int = 32, eps: float = 1e-5):
         super().__init__()
         positive(in_=in_channels, out=out_channels)
         conv = CONV[dims]
         self.dims = dims
-        self.norm1 = block_group_norm(in_channels)
+        self.norm1 = block_group_norm(in_channels, groups, eps)
         self.conv1 = conv(in_channels, out_channels, 3, padding=1)
-        self.norm2 = block_group_norm(out_channels)
+        self.norm2 = block_group_norm(out_channels, groups, eps)
         self.conv2 = conv(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Identity() if in_channels == out_channels else conv(in_channels, out_channels, 1)
 
@@ -42,8 +43,8 @@ class ResidualBlock(nn.Module):
 
 
 def _residual(dims: int):
-    def build(in_: int, out: int) -> nn.Module:
-        return ResidualBlock(in_, out, dims)
+    def build(in_: int, out: int, groups: int = 32, eps: float = 1e-5) -> nn.Module:
+        return ResidualBlock(in_, out, dims, groups=groups, eps=eps)
     return build
 
 
@@ -52,7 +53,7 @@ def register(reg: Registry) -> None:
     for d, shape in shapes.items():
         name = "VAERB" if d == 2 else f"VAERB{d}d"  # seed 001's VAERB is 2D
         reg.register(
-            name, _residual(d), params=(Param("in"), Param("out")),
-            doc=f"seed 001 residual block on {d}D maps: (GN, SiLU, Conv3x3) x2 + skip",
+            name, _residual(d), params=(Param("in"), Param("out"), Param("groups", int, 32), Param("eps", float, 1e-5)),
+            doc=f"seed 001 residual block on {d}D maps: (GN, SiLU, Conv3x3) x2 + skip; GN groups (<=) and eps",
             example=(f"{name}_8_12", shape), dims=d,
         )

@@ -51,7 +51,29 @@ def upsample(scale: int) -> nn.Module:
     return nn.Upsample(scale_factor=scale, mode="nearest")
 
 
+class Pad(nn.Module):
+    """Zero padding of the trailing dims in `F.pad` order: (left, right[, top, bottom[, front, back]])."""
+
+    def __init__(self, *pads: int):
+        super().__init__()
+        non_negative(**{f"pads[{i}]": p for i, p in enumerate(pads)})
+        if len(pads) % 2 or len(pads) > 6:
+            raise ModelError(f"Pad takes 2, 4 or 6 values (left, right, top, bottom, front, back), got {len(pads)}")
+        self.pads = tuple(pads)
+
+    def forward(self, x):  # (B, C, *S) -> (B, C, *S + padding)
+        return nn.functional.pad(x, self.pads)
+
+    def extra_repr(self) -> str:
+        return str(self.pads)
+
+
 def register(reg: Registry) -> None:
+    reg.register(
+        "Pad", Pad, params=(Param("pads", variadic=True),),
+        doc="zero padding, F.pad order (left, right, top, bottom, ...); Pad_0_1_0_1 before a stride-2 conv is diffusers' downsampling",
+        example=("Pad_0_1_0_1", (3, 4, 4)), dims=None,
+    )
     for d in (1, 2, 3):
         shape = _EXAMPLE_SHAPE[d]
         reg.register(

@@ -168,3 +168,11 @@ class ShardedSplit:
     def __getattr__(self, name: str):  # labels(), x, y ... of the inner split
         return getattr(self.inner, name)
 
+
+
+def rank_batches(batches, ctx):
+    """This rank's share of an evaluation pass: every world_size-th batch starting at its rank, so the ranks
+    together see each item exactly once (sum their totals with all_reduce_sum); all batches in one process."""
+    for i, batch in enumerate(batches):
+        if ctx is None or i % ctx.world_size == ctx.rank:
+            yield batch

@@ -6,6 +6,7 @@ shared `TrainStep`; this file decides which batches, when to evaluate, log, chec
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -20,7 +21,7 @@ from vaelab.core.config import Config
 from vaelab.core.errors import TrainingError
 from vaelab.data import DataBundle
 from vaelab.model.vae import VAE
-from vaelab.training.distributed import LocalContext, ParallelContext
+from vaelab.training.distributed import LocalContext, ParallelContext, rank_batches
 from vaelab.training.loss_setup import LossSetup
 from vaelab.training.precision import get_precision
 from vaelab.training.progress import progress_bar, report_epoch
@@ -132,7 +133,8 @@ class Trainer:
         tc = self.cfg.train
         sums = torch.zeros(3, dtype=torch.float64)
         n_seen = 0
-        for x, y in split.batches(tc.eval_batch_size or tc.batch_size, shuffle=False):
+        # under torchrun each rank evaluates every world_size-th batch; the sums are added up below
+        for x, y in rank_batches(split.batches(tc.eval_batch_size or tc.batch_size, shuffle=False), self.parallel):
             x = x.to(self.device)
             c = condition_of(model, y, self.device)
             with self.step.precision.autocast(self.device):
@@ -141,14 +143,18 @@ class Trainer:
             sums += torch.stack([terms.total.double(), terms.recon.double(), terms.kl.double()]) * x.shape[0]
             n_seen += x.shape[0]
         model.train()
-        avg = (sums / max(n_seen, 1)).tolist()
+        both = self.parallel.all_reduce_sum(torch.cat([sums, torch.tensor([float(n_seen)], dtype=torch.float64)]))
+        avg = (both[:-1] / max(int(both[-1]), 1)).tolist()
         return {"loss": avg[0], "recon": avg[1], "kl": avg[2]}
 
     def fit(self) -> Path:
         tc, s = self.cfg.train, self.state
         if s.epoch >= tc.epochs:
             return self.run_dir
-        with progress_bar(tc.progress, self.batches_per_epoch) as bar:
+        from vaelab.training.loggers import EpochLoggers  # train.log beyond metrics.jsonl (TensorBoard)
+
+        self.loggers = EpochLoggers(tc.log if self.is_main else [], self.run_dir, self.cfg, self.bundle, start_epoch=s.epoch)
+        with contextlib.closing(self.loggers), progress_bar(tc.progress, self.batches_per_epoch) as bar:
             while s.epoch < tc.epochs and not s.stopped_early:
                 t0 = time.perf_counter()
                 train_terms = self._train_epoch(bar.start(f"epoch {s.epoch + 1}/{tc.epochs}"))
@@ -199,6 +205,8 @@ class Trainer:
             report_epoch(row, self.cfg.train.epochs)
             if self.on_epoch:
                 self.on_epoch(row)
+            if getattr(self, "loggers", None) is not None:
+                self.loggers.log_epoch(row, self.eval_model)
 
     def _early_stopping(self, val_loss: float | None) -> None:
         es, s = self.cfg.train.early_stopping, self.state

@@ -5,6 +5,7 @@ Layout: config.yaml (resolved config), checkpoint.pt, metrics.jsonl (one line pe
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -86,6 +87,26 @@ class Run:
         return list(self.checkpoint.get("history", []))
 
 
+def data_location(data_path: str | Path | None, run_dir: Path) -> dict[str, str]:
+    """Where the run's data lies as seen from the run folder, stored in its checkpoint, so the run can be
+    evaluated from any working directory (a relative data.path is relative to where training ran)."""
+    if data_path is None:
+        return {}
+    return {"path_from_run": os.path.relpath(Path(data_path).resolve(), Path(run_dir).resolve())}
+
+
+def relocate_data(cfg: Config, run_dir: Path, meta: dict[str, Any]) -> Config:
+    """The config with data.path usable from here: as written when it exists from the working directory,
+    else found from the run folder (data_location); unchanged when neither exists (the loader then names it)."""
+    path, rel = cfg.data.path, meta.get("path_from_run")
+    if path is None or rel is None or Path(path).is_absolute() or Path(path).exists():
+        return cfg
+    found = Path(run_dir) / rel
+    if not found.exists():
+        return cfg
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": Path(os.path.normpath(found.absolute()))})})
+
+
 def load_run(path: str | Path, *, device: str | torch.device = "cpu", use_ema: bool = True) -> Run:
     """Rebuild the model of a run folder (or a checkpoint file) and load its weights; EMA weights when present."""
     from vaelab.model.build import build_model
@@ -105,7 +126,7 @@ def load_run(path: str | Path, *, device: str | torch.device = "cpu", use_ema: b
         raise CheckpointError(f"{ckpt['path']}: weights do not fit the architecture in its config: {str(e).splitlines()[0]}") from None
     model.to(device).eval()
     run_dir = p if p.is_dir() else p.parent
-    return Run(run_dir, cfg, model, ckpt, meta)
+    return Run(run_dir, relocate_data(cfg, run_dir, meta), model, ckpt, meta)
 
 
 def checked_contents(ckpt: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
@@ -139,5 +160,5 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-__all__ = ["Run", "load_run", "default_run_dir", "read_run_config", "write_config", "write_metrics", "append_metrics",
+__all__ = ["Run", "load_run", "data_location", "relocate_data", "default_run_dir", "read_run_config", "write_config", "write_metrics", "append_metrics",
            "read_metrics", "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_NAME"]

@@ -16,7 +16,11 @@ from vaelab.model.build import build_model
 from vaelab.training import distributed
 from vaelab.training.loop import EpochCallback, Trainer
 from vaelab.training.precision import resolve_device
+<<<<<<< HEAD
 from vaelab.training.runs import data_meta, write_config, write_metrics
+=======
+from vaelab.training.runs import data_location, data_meta, default_run_dir, read_run_config, write_config, write_metrics
+>>>>>>> h6-ecosystem
 
 __all__ = ["train", "Trainer", "build_model", "resolve_device"]
 
@@ -73,6 +77,7 @@ def _train_in(folder, bundle, on_epoch, parallel) -> Path:
     model = build_model(cfg.model, bundle.shape, num_classes=bundle.num_classes, cond_dim=data_meta(bundle)["cond_dim"],
                         value_range=bundle.value_range)
     trainer = Trainer(cfg, run_dir, bundle, model, device, on_epoch, dist=parallel)
+    trainer.data_meta.update(data_location(cfg.data.path, run_dir))  # so the run is usable from any directory
     if trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg)
@@ -90,8 +95,9 @@ def _train_in(folder, bundle, on_epoch, parallel) -> Path:
     try:
         trainer.fit()
     except KeyboardInterrupt:
-        print(f"interrupted: the run folder holds the last finished epoch; continue with "
-              f"`vaelab train --resume {run_dir}`", file=sys.stderr)
+        if trainer.is_main:  # one message under torchrun, not one per rank
+            print(f"interrupted: the run folder holds the last finished epoch; continue with "
+                  f"`vaelab train --resume {run_dir}`", file=sys.stderr)
         raise
     if cfg.train.figures and trainer.is_main:
         from vaelab.plots import write_run_figures

@@ -52,7 +52,8 @@ def encode(run: Run, items: Items, out: Path, *, sample: bool = False, seed: int
     out = Path(out)
     if out.suffix == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_npz(out, z=z, mu=mu, logvar=logvar, labels=(y if y is not None else np.zeros(0)),
+        labels = y if y is not None else items.y  # the data's labels, also for unconditional models
+        write_npz(out, z=z, mu=mu, logvar=logvar, labels=(labels if labels is not None else np.zeros(0)),
                   names=np.array(items.names), latent_scale=np.float64(run.model.latent_scale))
         return out
     out.mkdir(parents=True, exist_ok=True)

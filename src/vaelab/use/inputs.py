@@ -15,6 +15,7 @@ from torch import Tensor
 
 from vaelab.core.errors import ArgumentError, CheckpointError, ConfigError, DataError
 from vaelab.data.normalize import standardizer_from_meta
+from vaelab.core.exported import is_export_dir
 from vaelab.training.runs import Run, load_run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -25,7 +26,7 @@ def open_run(path: str | Path) -> Run:
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such run folder or checkpoint; give the folder `vaelab train` printed")
-    if p.is_dir() and not (p / "checkpoint.pt").is_file():
+    if p.is_dir() and not (p / "checkpoint.pt").is_file() and not is_export_dir(p):
         raise CheckpointError(f"{p} has no checkpoint.pt: not a finished vaelab run folder (train it, or point at the right folder)")
     return load_run(p)
 

@@ -1,0 +1,46 @@
+"""CLI conventions Python users expect: --version, shell completion, py.typed in the wheel."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vaelab.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_version_matches_the_package_metadata():
+    res = CliRunner().invoke(app, ["--version"])
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert res.exit_code == 0 and res.output.strip() == f"vaelab {version}"
+
+
+def test_shell_completion_is_offered_and_completes_commands():
+    res = CliRunner().invoke(app, ["--help"])
+    assert "--install-completion" in res.output and "--show-completion" in res.output
+    env = {"_VAELAB_COMPLETE": "complete_bash", "COMP_WORDS": "vaelab imp", "COMP_CWORD": "1",
+           "PYTHONPATH": str(REPO / "src"), "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", "from vaelab.cli import main; main()"], capture_output=True,
+                         text=True, env=env).stdout
+    assert "import-diffusers" in out
+
+
+@pytest.mark.slow
+def test_wheel_ships_py_typed(tmp_path):
+    pytest.importorskip("setuptools")
+    import shutil
+
+    src = tmp_path / "src-copy"  # build from a copy: an in-tree build would leave build/ and egg-info behind
+    shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+                    str(src)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("vaelab-*.whl"))
+    assert "vaelab/py.typed" in zipfile.ZipFile(wheel).namelist()

@@ -1,0 +1,20 @@
+"""`vaelab check --no-data` builds every shipped recipe and the bundled default: each states its input shape."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vaelab.cli import app
+from vaelab.core.config import default_config_path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = [p for p in sorted((REPO / "configs").glob("*.yaml")) if not p.stem.startswith("search-")]
+
+
+@pytest.mark.parametrize("path", [*CONFIGS, default_config_path()], ids=lambda p: p.stem)
+def test_check_without_data(path):
+    res = CliRunner().invoke(app, ["check", str(path), "--no-data"])
+    assert res.exit_code == 0, f"{res.output}\n{res.exception!r}"
+    assert "total parameters" in res.output
