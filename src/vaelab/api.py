@@ -12,19 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-<<<<<<< HEAD
-from vaelab.model.build import LayerRow
-from vaelab.core.config import Config, load_config
-from vaelab.training.runs import Run, data_meta, load_run
-from vaelab.training.trainer import train
-=======
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily through __getattr__
     from vaelab.core.config import Config, load_config
     from vaelab.model.build import LayerRow
     from vaelab.training.runs import Run, load_run
     from vaelab.training.trainer import train
     from vaelab.use.tensors import decode, encode, reconstruct, sample
->>>>>>> h6-ecosystem
 
 
 @dataclass
@@ -42,23 +35,17 @@ class CheckReport:
 def check_config(
     source: str | Path | Mapping[str, Any] | Config | None, overrides: list[str] | None = None, *, load_data: bool = True
 ) -> CheckReport:
-<<<<<<< HEAD
     """Validate a config and trace its model without training (what `vaelab check` prints).
 
     The model is built on the meta device (no weights allocated) and its training memory checked against the
     limit `train` would apply, so `check` refuses what `train` would refuse and never exhausts the machine."""
-    from vaelab.data import load_data as load
-    from vaelab.model.footprint import memory_limit
-    from vaelab.training.preflight import preflight
-    from vaelab.training.loss_setup import LossSetup
-    from vaelab.training.precision import resolve_device
-=======
-    """Validate a config and build its model without training (what `vaelab check` prints)."""
     from vaelab.core.config import Config, load_config
     from vaelab.data import load_data as load
-    from vaelab.model.build import LayerRow, build_model
+    from vaelab.model.footprint import memory_limit
+    from vaelab.training.loss_setup import LossSetup
+    from vaelab.training.precision import resolve_device
+    from vaelab.training.preflight import preflight
     from vaelab.training.runs import data_meta
->>>>>>> h6-ecosystem
 
     cfg = source if isinstance(source, Config) else load_config(source, overrides)
     shape, meta, train_size = None, {}, None

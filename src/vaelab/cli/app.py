@@ -1,4 +1,3 @@
-<<<<<<< HEAD
 """The Typer application every command module registers on, and how errors reach the user.
 
 Every failure is one line on stderr, never a traceback. Exit codes: 0 success; 2 a usage error (a bad
@@ -10,11 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Sequence
-=======
-"""The Typer application every command module registers on, with `--version` and shell completion."""
-from typing import Optional
->>>>>>> h6-ecosystem
+from typing import Any, Optional, Sequence
 
 import typer
 from typer.core import TyperGroup

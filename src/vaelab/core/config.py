@@ -235,7 +235,6 @@ class TrainConfig(Strict):
     progress: bool = True
     figures: bool = True
     compile: bool = Field(False, description="torch.compile the model; compile time is reported apart from the speed")
-<<<<<<< HEAD
     max_memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False, description="refuse a model whose estimated "
                                         "training memory exceeds this (default: the device's free memory)")
 
@@ -243,7 +242,7 @@ class TrainConfig(Strict):
     @classmethod
     def _device(cls, v: str) -> str:
         return check_device(v)
-=======
+
     log: list[str] = Field(default_factory=lambda: ["jsonl"], description="experiment logs: jsonl (always), tensorboard")
 
     @field_validator("log")
@@ -252,7 +251,6 @@ class TrainConfig(Strict):
         for name in v:
             _lookup(LOGGERS, name)
         return v
->>>>>>> h6-ecosystem
 
     @field_validator("batch_size")
     @classmethod

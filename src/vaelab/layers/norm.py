@@ -17,14 +17,10 @@ def block_group_norm(channels: int, groups: int = 32, eps: float = 1e-5) -> nn.G
     `groups` and `eps` are the blocks' optional arguments (diffusers' AutoencoderKL uses eps 1e-6)."""
     if channels < 1:
         raise ModelError(f"channels must be >= 1 for GroupNorm, got {channels}")
-<<<<<<< HEAD
-    return nn.GroupNorm(divisors(channels, groups)[-1], channels)
-=======
     positive(groups=groups)
     if not eps > 0:
         raise ModelError(f"GroupNorm eps must be > 0, got {eps}")
-    return nn.GroupNorm(max(d for d in divisors(channels) if d <= groups), channels, eps=eps)
->>>>>>> h6-ecosystem
+    return nn.GroupNorm(divisors(channels, groups)[-1], channels, eps=eps)
 
 
 def group_norm(groups: int, channels: int, eps: float = 1e-5) -> nn.Module:

@@ -16,11 +16,7 @@ from vaelab.model.build import build_model
 from vaelab.training import distributed
 from vaelab.training.loop import EpochCallback, Trainer
 from vaelab.training.precision import resolve_device
-<<<<<<< HEAD
-from vaelab.training.runs import data_meta, write_config, write_metrics
-=======
-from vaelab.training.runs import data_location, data_meta, default_run_dir, read_run_config, write_config, write_metrics
->>>>>>> h6-ecosystem
+from vaelab.training.runs import data_location, data_meta, write_config, write_metrics
 
 __all__ = ["train", "Trainer", "build_model", "resolve_device"]
 
