@@ -141,8 +141,8 @@ CASES = [
     (["sample", "RUN", "--label", "3", "--out", "F/s"], 2, ["unconditional; drop --label"]),
     (["interpolate", "RUN", "0", "99999", "--out", "F/i"], 2, ["item index 99999 is out of range"]),
     (["interpolate", "RUN", "0", "1", "--steps", "1000000000", "--out", "F/i"], 2, ["--steps must be in 2..10,000"]),
-    (["ood", "RUN", "--out", "digits", "--limit", "0"], 2, ["--limit must be"]),
-    (["ood", "RUN", "--out", "digits", "--scores", "nosuch", "--limit", "4"], 2, ["--scores", "nosuch"]),
+    (["ood", "RUN", "--out-data", "digits", "--limit", "0"], 2, ["--limit must be"]),
+    (["ood", "RUN", "--out-data", "digits", "--scores", "nosuch", "--limit", "4"], 2, ["--scores", "nosuch"]),
     (["data", "describe", "table", "F/empty.npy"], 2, ["empty.npy: no rows"]),
     (["data", "describe", "nosuch"], 2, ["unknown dataset 'nosuch'"]),
     (["check", "--nosuch"], 2, ["No such option: --nosuch"]),
@@ -170,5 +170,5 @@ def test_malicious_checkpoint_is_refused_naming_the_global(tmp_path, capsys):
     run.mkdir()
     torch.save({"format": "vaelab-checkpoint", "version": 1, "config": "{}", "x": Payload()}, run / "checkpoint.pt")
     o = vaelab(capsys, "sample", run, "--out", tmp_path / "s")
-    assert_one_line_error(o, 2, "refused: loading it would import", "system", "could run code")
+    assert_one_line_error(o, 2, "refused, loading it would import", "system", "could run code")
     assert "weights_only=False" not in o.err and not (tmp_path / "s").exists()

@@ -52,6 +52,10 @@ RESUME_SETTABLE = {
     "train.max_memory_gb": "the memory limit checked before building",
 }
 SCHEDULE_KEYS = ("train.epochs", "train.lr", "train.scheduler")
+# Also settable while no epoch has been trained (a run made by `vaelab import-diffusers`, say): no optimizer
+# step, batch order or gradient state depends on them yet.
+FRESH_SETTABLE = ("train.batch_size", "train.grad_accum", "train.precision", "train.compile", "train.early_stopping",
+                  "train.log", "train.threads", "train.channels_last")
 
 
 @dataclass
@@ -169,7 +173,7 @@ def _open_resume(run_dir: Path, overrides: list[str], is_main: bool) -> RunFolde
     fd = _lock(run_dir, create=False) if is_main else None
     try:
         ckpt = load_checkpoint(run_dir)
-        cfg, changed = resume_config(_checkpoint_config(ckpt), run_dir, overrides)
+        cfg, changed = resume_config(_checkpoint_config(ckpt), run_dir, overrides, fresh=not ckpt.get("epoch"))
     except BaseException:
         if fd is not None:
             os.close(fd)
@@ -190,7 +194,8 @@ def _checkpoint_config(ckpt: dict[str, Any]) -> dict[str, Any]:
                               "it was written by another vaelab version") from None
 
 
-def resume_config(truth: dict[str, Any], run_dir: Path, overrides: list[str]) -> tuple[Config, list[str]]:
+def resume_config(truth: dict[str, Any], run_dir: Path, overrides: list[str], *,
+                  fresh: bool = False) -> tuple[Config, list[str]]:
     """The config to continue with: the checkpoint's, plus the allowed changes (config.yaml edits under train.,
     then `overrides`); raise naming every key that may not change."""
     raw = dict(truth)
@@ -208,7 +213,8 @@ def resume_config(truth: dict[str, Any], run_dir: Path, overrides: list[str]) ->
         raw = edited
     cfg = load_config(raw, overrides)
     changed = diff_keys(truth, cfg.to_dict())
-    refused = [k for k in changed if not _under(k, tuple(RESUME_SETTABLE))]
+    settable = tuple(RESUME_SETTABLE) + (FRESH_SETTABLE if fresh else ())
+    refused = [k for k in changed if not _under(k, settable)]
     if refused:
         sections: dict[str, list[str]] = {}
         for k in refused:
@@ -217,7 +223,7 @@ def resume_config(truth: dict[str, Any], run_dir: Path, overrides: list[str]) ->
                          for sec, keys in sections.items())
         raise ConfigError(f"--resume {run_dir}: {what} from the checkpoint's config, by --set or in {CONFIG_NAME}; "
                           "the checkpoint's weights, optimizer state and data split were made with the old values, so "
-                          f"only {', '.join(RESUME_SETTABLE)} may change. Start a new run with --out NEW instead")
+                          f"only {', '.join(settable)} may change. Start a new run with --out NEW instead")
     return cfg, changed
 
 
