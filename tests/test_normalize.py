@@ -1,7 +1,5 @@
-"""data.options.standardize: fitted on train only, stored in the run, undone on outputs; the quaternion angle metric."""
+"""data.options.standardize: fitted on train only, stored in the run, undone on outputs."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ from vaelab.data.normalize import MIN_STD, Standardizer, fit_standardizer, stand
 from vaelab.data.synthetic import make_amass, synthetic_poses
 from vaelab.training.runs import load_run
 from vaelab.training.trainer import train
-from vaelab.use.metrics import FEATURE_METRICS, quaternion_metrics, rotation_angle_deg
 
 
 def test_fit_apply_undo_round_trip_and_constant_features():
@@ -71,27 +68,6 @@ def test_amplitude_scales_the_motion_not_the_rest_pose():
     assert np.allclose(calm - still, 0.03 * (lively - still), atol=1e-12)
     with pytest.raises(ConfigError, match="amplitude"):
         synthetic_poses(10, amplitude=-1.0)
-
-
-def test_rotation_angle_is_exact_sign_free_and_order_free():
-    half = math.radians(10.0) / 2  # 10 degrees about z
-    a = torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
-    b = torch.tensor([[0.0, 0.0, math.sin(half), math.cos(half)]], dtype=torch.float64)
-    assert float(rotation_angle_deg(a, b)) == pytest.approx(10.0, abs=1e-9)
-    assert float(rotation_angle_deg(a, -b)) == pytest.approx(10.0, abs=1e-9)  # q and -q: one rotation
-    assert float(rotation_angle_deg(a, 3 * b)) == pytest.approx(10.0, abs=1e-9)  # not unit: normalised
-    wxyz = lambda q: q[..., [3, 0, 1, 2]]  # noqa: E731
-    assert float(rotation_angle_deg(wxyz(a), wxyz(b))) == pytest.approx(10.0, abs=1e-9)
-    tiny = torch.tensor([[0.0, 0.0, math.sin(1e-7), math.cos(1e-7)]], dtype=torch.float64)
-    assert float(rotation_angle_deg(a, tiny)) == pytest.approx(math.degrees(2e-7), rel=1e-6)  # acos would give 0
-
-
-def test_quaternion_metrics_and_mean_pose_baseline():
-    q = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, math.sin(0.1), math.cos(0.1)]])  # 2 frames, 1 joint
-    m = quaternion_metrics(q, q.clone())
-    assert m["rotation_error_deg"] == pytest.approx(0.0, abs=1e-6)
-    assert m["mean_pose_rotation_error_deg"] == pytest.approx(math.degrees(0.1), rel=1e-3)  # halfway: 0.2 rad / 2
-    assert FEATURE_METRICS.get("quaternion") is quaternion_metrics
 
 
 def test_standardized_run_stores_the_fit_and_gives_outputs_in_data_units(tmp_path):

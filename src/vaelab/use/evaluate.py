@@ -19,7 +19,8 @@ from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
 from vaelab.use.likelihood import default_likelihood, log_likelihood, nll
 from vaelab.data.normalize import to_data_units
-from vaelab.use.metrics import FEATURE_METRICS, active_units, embed_2d, mmd_rbf, wasserstein_per_dim
+from vaelab.use.metrics import (FEATURE_METRICS, active_units, conditional_sample_accuracy, embed_2d, mmd_rbf,
+                                 wasserstein_per_dim)
 from vaelab.use.outputs import alternating_rows, render_point_cloud, write_grid, write_png
 
 EVALUATION_NAME = "evaluation.json"
@@ -123,10 +124,28 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         figures.append(out_dir / "eval_points.png")
     figures.append(_embedding_figure(mu, items.y, out_dir / "latent_embedding.png", embedding, seed))
     figures.append(_kl_figure(kl_per_dim, out_dir / "kl_per_dim.png"))
+    if model.conditional and model.condition_kind == "label":
+        m.update(_conditional_accuracy(run, seed))
     m["figures"] = [f.name for f in figures]
     path = out_dir / EVALUATION_NAME
     atomic_write_text(path, json.dumps(m, indent=2) + "\n")
     return Evaluation(m, path, figures)
+
+
+def _conditional_accuracy(run: Run, seed: int) -> dict[str, Any]:
+    """Conditional-sample accuracy at temperature 1 with a classifier fitted on the run's own training split
+    (`vaelab.use.metrics.conditional_sample_accuracy`); {} when the run's data has no test split to check it on."""
+    from vaelab.data import load_data
+
+    bundle = load_data(run.config.data, run.config.seed)
+    test = bundle.test if bundle.test is not None else bundle.val
+    if test is None:
+        return {}
+    tx, ty = bundle.train.take(len(bundle.train))
+    sx, sy = test.take(len(test))
+    if ty is None or ty.is_floating_point() or ty.dim() != 1:
+        return {}
+    return conditional_sample_accuracy(run.model, tx, ty, sx, sy, seed=seed)
 
 
 def _feature_kind(source: str) -> str | None:
