@@ -28,9 +28,10 @@ def vaelab(capsys: pytest.CaptureFixture, *args) -> Outcome:
 
 
 def assert_one_line_error(o: Outcome, code: int, *needles: str) -> None:
-    """Exit `code`, stderr a single `error: ...` line containing every needle, and no traceback anywhere."""
+    """Exit `code`, stderr a single `error: ...` line (besides one-line `warning: ...`s) containing every needle,
+    and no traceback anywhere."""
     assert o.code == code, f"exit {o.code} (wanted {code})\nstdout: {o.out}\nstderr: {o.err}"
-    lines = [line for line in o.err.splitlines() if line.strip()]
+    lines = [line for line in o.err.splitlines() if line.strip() and not line.startswith("warning: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), o.err
     assert "Traceback" not in o.err + o.out
     for n in needles:

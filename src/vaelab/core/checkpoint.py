@@ -85,9 +85,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as e:  # corrupt zip, pickle with code, truncated file
         refused = _REFUSED_GLOBAL.search(str(e))
         if refused:  # torch's own message would suggest weights_only=False, i.e. running the file's code
-            raise CheckpointError(f"{p}: not a readable vaelab checkpoint: refused, loading it would import {refused.group(1)}, which no vaelab checkpoint "
-                                  "needs and which could run code; it was not loaded. Use checkpoints from sources "
-                                  "you trust") from None
+            raise CheckpointError(f"{p}: not a readable vaelab checkpoint: refused, loading it would import "
+                                  f"{refused.group(1)}, which no vaelab checkpoint needs and which could run code; it "
+                                  "was not loaded. Use checkpoints from sources you trust") from None
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"{p}: not a readable vaelab checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

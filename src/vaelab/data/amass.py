@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from vaelab.data.base import ARRAY_READ_ERRORS, DATASETS, ArrayData, Options, Source, require_path
-from vaelab.core.errors import DataError
+from vaelab.core.errors import DataError, VaelabWarning
 
 Order = Literal["xyzw", "wxyz"]
 
@@ -145,7 +145,7 @@ def load_amass(path: Path | None, options: AmassOptions) -> Source:
         if aa is None:
             if not path.is_dir():
                 raise DataError(f"{f}: no 'poses' array; not an AMASS motion file")
-            warnings.warn(f"{f}: no 'poses' array, skipped", stacklevel=2)
+            warnings.warn(f"{f}: no 'poses' array, skipped", VaelabWarning, stacklevel=2)
             continue
         parts.append(aa)
     if not parts:

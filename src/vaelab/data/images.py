@@ -26,7 +26,7 @@ from vaelab.data.base import (
     require_path,
     scale_range,
 )
-from vaelab.core.errors import DataError
+from vaelab.core.errors import DataError, VaelabWarning
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 
@@ -193,7 +193,7 @@ def load_image_folder(path: Path | None, options: ImageFolderOptions) -> Source:
             if _readable(p):
                 good.append((p, lab))
             else:
-                warnings.warn(f"{p}: unreadable image, skipped", stacklevel=2)
+                warnings.warn(f"{p}: unreadable image, skipped", VaelabWarning, stacklevel=2)
         items = good
     else:
         xs, good = [], []
@@ -202,7 +202,7 @@ def load_image_folder(path: Path | None, options: ImageFolderOptions) -> Source:
                 xs.append(load_image(p, size, ch, scale))
                 good.append((p, lab))
             except DataError as e:
-                warnings.warn(f"{e}; skipped", stacklevel=2)
+                warnings.warn(f"{e}; skipped", VaelabWarning, stacklevel=2)
         items = good
     if not items:
         raise DataError(f"{folder}: none of the images could be read")

@@ -6,6 +6,8 @@ Both depend only on their arguments: the same seed gives the same pixels and the
 """
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +48,10 @@ def make_shapes(
 
     The images are not square (default 48x40) so the loader's pad-to-square step is exercised.
     """
-    if per_class < 1:
-        raise ConfigError(f"per_class must be >= 1, got {per_class}")
-    if width < 8 or height < 8:
-        raise ConfigError(f"width and height must be >= 8 pixels, got {width}x{height}")
+    if not 1 <= per_class <= 100_000:
+        raise ConfigError(f"per_class must be in 1..100,000 (a stand-in data set, one PNG per image), got {per_class}")
+    if not (8 <= width <= 4096 and 8 <= height <= 4096):
+        raise ConfigError(f"width and height must be in 8..4096 pixels, got {width}x{height}")
     unknown = [c for c in classes if c not in SHAPES]
     if unknown:
         raise ConfigError(f"unknown shape class {unknown[0]!r}; choose from {', '.join(SHAPES)}")
@@ -72,8 +74,10 @@ def synthetic_poses(frames: int = 326, *, seed: int = 0, fps: float = 120.0, amp
     little, as in real captures. A real clip of someone standing or gesturing moves far less: at 0.03 the
     quaternion components vary about 35x less than at 1 (`vaelab data make-amass --amplitude 0.03`).
     """
-    if frames < 1:
-        raise ConfigError(f"frames must be >= 1, got {frames}")
+    if not 1 <= frames <= 100_000:
+        raise ConfigError(f"frames must be in 1..100,000 (the seed's clip has 326), got {frames}")
+    if not (math.isfinite(fps) and fps > 0 and math.isfinite(amplitude) and amplitude >= 0):
+        raise ConfigError(f"fps must be a finite number > 0 and amplitude finite and >= 0, got {fps} and {amplitude}")
     if not amplitude >= 0:
         raise ConfigError(f"amplitude must be >= 0 (1 = the default motion, 0 = a still pose), got {amplitude}")
     rng = np.random.default_rng(seed)

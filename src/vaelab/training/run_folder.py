@@ -99,15 +99,18 @@ def open_run_folder(config: Config | None, out_dir: str | Path | None = None, *,
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
     if dist is not None:  # the timestamped default name must be rank 0's
         run_dir = dist.broadcast(run_dir)
-    _check_new_folder(run_dir)
     folder = RunFolder(run_dir, config, created=not run_dir.exists())
-    if is_main:
-        folder.lock_fd = _lock(run_dir, create=True)
-        try:
+    try:
+        if is_main and run_dir.is_dir() and (run_dir / LOCK_NAME).exists():
+            folder.lock_fd = _lock(run_dir, create=False)  # a writer at work here is named first
+        _check_new_folder(run_dir)
+        if is_main and folder.lock_fd is None:
+            folder.lock_fd = _lock(run_dir, create=True)
             _check_new_folder(run_dir)  # again, now that no other writer can be starting here
-        except BaseException:
-            folder.release()
-            raise
+    except BaseException:
+        folder.release()
+        raise
+    if is_main:
         clean_temporary_files(run_dir)
     return folder
 

@@ -70,7 +70,10 @@ def _mstruct(name: str, cfg_path: Path) -> list[str] | None:
     for folder in (cfg_path.parent, cfg_path.parent.parent):
         p = folder / "model_structures" / f"{name}.mstruct"
         if p.is_file():
-            items = json.loads(p.read_text())
+            try:
+                items = json.loads(p.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise ConfigError(f"{p}: not a JSON list of layer strings ({type(e).__name__}: {e})") from None
             if isinstance(items, list):
                 return items
     return None
@@ -229,14 +232,17 @@ def read_source(path: Path) -> tuple[str, Any]:
     """(format, parsed content): FlexVAE JSON is recognised by its keys, seed 003 YAML by model.architecture."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; give FlexVAE's configs/config.cfg or pytorch-VAE-MNIST's config/config.yaml")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable text config ({type(e).__name__}); give a JSON or YAML file") from None
     try:
         raw = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         try:
             raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: neither JSON nor YAML ({e})") from None
+        except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: ints over 4300 digits
+            raise ConfigError(f"{path}: neither JSON nor YAML ({' '.join(str(e).split())[:200]})") from None
     if isinstance(raw, dict):
         body = raw.get("_variables", raw)
         if isinstance(body, dict) and {"encoder_struct", "decoder_struct", "lat_size", "image_size"} & set(body):
