@@ -81,7 +81,7 @@ def test_tensor_helpers_spatial_latent(runs):
     z = api.encode(run, x)
     assert z.dim() == 4 and z.shape[1:] == tuple(run.model.latent_shape)
     out = api.decode(run, z)
-    assert out.shape == (2, 3, 32, 32) and torch.allclose(out, api.reconstruct(run, x), atol=1e-6)
+    assert out.shape == (2, 3, 32, 32) and torch.allclose(out, api.reconstruct(run, x), atol=1e-5)  # z * scale / scale rounds
     assert api.sample(run, 3).shape == (3, 3, 32, 32)
 
 
