@@ -143,12 +143,10 @@ def _write_rows(path: Path, rows: list[dict[str, Any]], cols: list[str]) -> None
 def _plot_fronts(path: Path, gens: list[int], by_gen: list[list[FrozenTrial]], labels: list[str], directions: list[str]) -> Path:
     """Objectives 1 and 2 of every finished trial, coloured by generation, with each generation's front so far."""
     import matplotlib
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry touched
 
-    from vaelab.plots import save_figure
+    from vaelab.plots import new_figure, save_figure
 
-    fig = Figure(figsize=(6.5, 5))
-    ax = fig.subplots()
+    fig, ax = new_figure(figsize=(6.5, 5))
     cmap = matplotlib.colormaps["viridis"].resampled(max(len(gens), 2))
     seen: list[tuple[float, float]] = []
     for i, (g, ts) in enumerate(zip(gens, by_gen)):
@@ -169,12 +167,9 @@ def _plot_fronts(path: Path, gens: list[int], by_gen: list[list[FrozenTrial]], l
 
 
 def _plot_hv(path: Path, gens: list[int], hv: list[float]) -> Path:
-    from matplotlib.figure import Figure
+    from vaelab.plots import new_figure, save_figure
 
-    from vaelab.plots import save_figure
-
-    fig = Figure(figsize=(5.5, 3.8))
-    ax = fig.subplots()
+    fig, ax = new_figure(figsize=(5.5, 3.8))
     ax.plot(gens, hv, marker="o")
     ax.set_xlabel("generation")
     ax.set_ylabel("hypervolume (normalised objectives, ref 1.1)")
