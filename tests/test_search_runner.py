@@ -105,6 +105,18 @@ def test_identical_genes_reuse_the_finished_result(tmp_path):
     assert len(search_report(tmp_path / "s").pareto) == len({genes_key(p["genes"]) for p in search_report(tmp_path / "s").pareto})
 
 
+def test_genes_the_family_ignores_do_not_make_a_new_model(tmp_path):
+    space = load_space(tiny(genes={"family": {"type": "choice", "choices": ["mlp", "conv"]},
+                                   "width": {"type": "choice", "choices": [16, 32]}},
+                            template={"family": "$family", "hidden": ["$width"], "channels": [4], "latent": 3},
+                            search={"population": 2, "trials": 1, "sampler": "random"}))
+    study, _ = open_study(tmp_path / "s", space)
+    for width in (16, 32):  # the conv family has no `hidden`: both are the same model
+        study.enqueue_trial({"family": "conv", "width": width})
+    run_search(space, out=tmp_path / "s")
+    assert outcomes(study)[:2] == ["trained", "reused"]
+
+
 @pytest.mark.parametrize("sampler", ["random", "nsga2"])
 def test_a_rerun_continues_the_random_stream(tmp_path, sampler):
     """A search stopped (or killed) after 3 trials and run again draws new genes, not the first run's again."""

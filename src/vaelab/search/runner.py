@@ -27,7 +27,8 @@ from vaelab.search.sampler import PREDICTED_ATTR, make_sampler, predicted_for
 from vaelab.search.space import SearchSpace, load_space, space_to_yaml, suggest
 from vaelab.search.storage import (STORAGE_NOTE, Heartbeat, HeartbeatThread, fail_dead_trials, heartbeat_enabled, host_id,
                                    open_storage, owner_attrs, redact)
-from vaelab.search.trials import OUTCOME, Requeue, counts, tally, twin, used_before
+from vaelab.search.trials import (KEY_ATTR, OUTCOME, Requeue, config_key, counts, genes_key, tally, twin, undeclared_below,
+                                  used_before)
 
 SPACE_NAME = "search.yaml"
 FINGERPRINT_ATTR = "space_fingerprint"
@@ -195,9 +196,15 @@ class _Worker:
         predicted = predicted_for(self.study.sampler, trial.params)
         if predicted is not None:
             trial.set_user_attr(PREDICTED_ATTR, predicted)
+        try:
+            raw, problem = self.space.trial_config(genes, tuple(self.bundle.shape)), None
+        except VaelabError as e:
+            raw, problem = None, e
+        key = config_key(raw) if raw is not None else "invalid:" + genes_key(genes)
+        trial.set_user_attr(KEY_ATTR, key)  # declared before any decision: see vaelab.search.trials.twin
         if used_before(self.trials(), trial.number) >= budget:
             return self.end(trial, "skipped", TrialState.PRUNED, reason="the budget was taken by lower-numbered trials")
-        same = self.await_twin(trial)
+        same = self.await_twin(trial.number, key)
         if same is not None:
             trial.set_user_attr("reused_from", same.number)
             if same.user_attrs.get("fail_reason"):
@@ -205,7 +212,9 @@ class _Worker:
             self.end(trial, "reused")
             return same.state, same.values, f"{genes} reused trial {same.number} ({same.state.name.lower()})"
         try:
-            cfg = self.config(trial, genes)
+            if problem is not None:
+                raise problem
+            cfg = self.config(trial, raw)
         except VaelabError as e:
             return self.end(trial, "invalid", TrialState.PRUNED, reason=f"{type(e).__name__}: {e}")
         return self.train(trial, genes, cfg)
@@ -216,20 +225,25 @@ class _Worker:
             trial.set_user_attr("fail_reason", reason[:2000])
         return state, None, f"{outcome}" + (f": {reason.splitlines()[0][:300]}" if reason else "")
 
-    def await_twin(self, trial: optuna.Trial) -> FrozenTrial | None:
-        """A finished trial with these genes (after waiting for a running one to finish), else None."""
+    def await_twin(self, number: int, key: str) -> FrozenTrial | None:
+        """A finished trial with this config (after waiting for a lower-numbered running one to finish), else None."""
         while True:
-            same = twin(self.trials(), trial)
+            trials = self.trials()
+            if undeclared_below(trials, number):  # a lower trial still sampling: its config may be ours
+                time.sleep(0.2)
+                self.reap()
+                continue
+            same = twin(trials, number, key)
             if same is None or same.state != TrialState.RUNNING:
                 return same
             time.sleep(self.poll)
             self.reap()
 
-    def config(self, trial: optuna.Trial, genes: dict[str, Any]) -> Config:
+    def config(self, trial: optuna.Trial, raw: dict[str, Any]) -> Config:
         """The trial's config, its model built once as `vaelab check` does: invalid genes never reach training."""
         from vaelab.model.build import build_model
 
-        cfg = load_config(self.space.trial_config(genes, tuple(self.bundle.shape)))
+        cfg = load_config(raw)
         trial.set_user_attr("layers", {"encoder": cfg.model.encoder, "heads": cfg.model.heads.model_dump() if cfg.model.heads else None,
                                        "decoder": cfg.model.decoder})
         build_model(cfg.model, self.bundle.shape, num_classes=self.bundle.num_classes, value_range=self.bundle.value_range)

@@ -222,7 +222,9 @@ def fail_dead_trials(study: optuna.Study, storage: BaseStorage,
     Optuna fails those and runs the storage's stale callback; elsewhere, a trial of this host whose process is
     gone is failed here and handed to `on_stale`. Returns the numbers failed here."""
     if heartbeat_enabled(storage):
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     failed = []
     host = host_id()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

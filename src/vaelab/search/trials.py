@@ -3,7 +3,8 @@
 Every trial a worker ends carries the user attribute `outcome`:
 - `trained`, `pruned` (stopped early by the pruner), `failed` (the model or its training failed): a training
   was spent on it; these count against the budget, and so does every RUNNING trial.
-- `reused`: its genes equal a finished trial's, whose values it copies (`reused_from`); nothing trained.
+- `reused`: its config (`config_key`: the model, loss and training its genes give) equals a finished trial's,
+  whose values it copies (`reused_from`); nothing trained.
 - `invalid`: its genes give a model that does not build (`vaelab check` refuses it); pruned before training.
 - `skipped`: asked after the budget was already taken by lower-numbered trials (workers race on the last one).
 - `lost`: interrupted (Ctrl-C); its genes are queued again.
@@ -13,6 +14,7 @@ only when fewer than `budget` counting trials have lower numbers: the budget is 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Iterable
 
@@ -21,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 OUTCOME = "outcome"
 COUNTED = ("trained", "pruned", "failed")
+KEY_ATTR = "config_key"
 
 
 def counts(t: FrozenTrial) -> bool:
@@ -46,18 +49,33 @@ def genes_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def twin(trials: Iterable[FrozenTrial], me: FrozenTrial | optuna.Trial) -> FrozenTrial | None:
-    """A trial other than `me` with the same genes that trained (or is training) them: a finished `trained` one
-    first, else the lowest-numbered running one below `me` (whose result `me` should wait for)."""
-    key, running = genes_key(me.params), None
+def config_key(raw: dict[str, Any]) -> str:
+    """Identity of what a trial trains: its whole config, so genes a family ignores do not make a new model."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def undeclared_below(trials: Iterable[FrozenTrial], number: int) -> list[int]:
+    """Running trials numbered below `number` that have not yet declared their `config_key`."""
+    return [t.number for t in trials if t.number < number and t.state == TrialState.RUNNING and KEY_ATTR not in t.user_attrs]
+
+
+def twin(trials: Iterable[FrozenTrial], number: int, key: str) -> FrozenTrial | None:
+    """Another trial with config `key` that spent (or spends) a training on it: a finished one (trained first, then
+    pruned or failed), else the lowest-numbered running one below `number`, whose result trial `number` waits for.
+    The lower number always trains and the higher waits: since every trial declares its key right after it is
+    asked and waits for lower ones to declare theirs, two workers never both train one config."""
+    done, running = None, None
     for t in trials:
-        if t.number == me.number or genes_key(t.params) != key:
+        if t.number == number or t.user_attrs.get(KEY_ATTR) != key:
             continue
-        if t.state == TrialState.COMPLETE and t.user_attrs.get(OUTCOME) == "trained":
-            return t
-        if t.state == TrialState.RUNNING and t.number < me.number and (running is None or t.number < running.number):
-            running = t
-    return running
+        if t.state == TrialState.RUNNING:
+            if t.number < number and (running is None or t.number < running.number):
+                running = t
+        elif t.user_attrs.get(OUTCOME) in COUNTED:
+            rank = (t.user_attrs.get(OUTCOME) != "trained", t.number)
+            if done is None or rank < (done.user_attrs.get(OUTCOME) != "trained", done.number):
+                done = t
+    return done or running
 
 
 def tally(trials: Iterable[FrozenTrial]) -> dict[str, int]:
