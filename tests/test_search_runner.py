@@ -109,7 +109,7 @@ def test_genes_the_family_ignores_do_not_make_a_new_model(tmp_path):
     space = load_space(tiny(genes={"family": {"type": "choice", "choices": ["mlp", "conv"]},
                                    "width": {"type": "choice", "choices": [16, 32]}},
                             template={"family": "$family", "hidden": ["$width"], "channels": [4], "latent": 3},
-                            search={"population": 2, "trials": 1, "sampler": "random"}))
+                            search={"population": 2, "trials": 2, "sampler": "random"}))
     study, _ = open_study(tmp_path / "s", space)
     for width in (16, 32):  # the conv family has no `hidden`: both are the same model
         study.enqueue_trial({"family": "conv", "width": width})
