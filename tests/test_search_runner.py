@@ -175,7 +175,8 @@ def test_optuna_log_level_is_left_as_the_caller_set_it(tmp_path):
 
 
 def vaelab(*args, **env):
-    full = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **env}
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)  # this checkout's vaelab first
+    full = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **env}
     return subprocess.Popen([sys.executable, "-m", "vaelab", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=full, text=True)
 

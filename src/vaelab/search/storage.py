@@ -150,9 +150,13 @@ def _grpc(url: str) -> BaseStorage:
     if not _installed("grpc"):
         raise ConfigError(f"--storage {url}: Optuna's gRPC storage proxy needs the grpcio package, which is not installed; "
                           "`pip install grpcio protobuf`, or use a database URL")
-    from optuna.storages import GrpcStorageProxy
-
-    proxy = GrpcStorageProxy(host=m.group(1), port=int(m.group(2)))
+    proxy_cls = getattr(optuna.storages, "GrpcStorageProxy", None)
+    if proxy_cls is None:
+        raise ConfigError(f"--storage {url}: Optuna {optuna.__version__} has no gRPC storage proxy (it came in Optuna 4.2); "
+                          "`pip install -U optuna`, or use a database URL")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = proxy_cls(host=m.group(1), port=int(m.group(2)))
     try:
         proxy.wait_server_ready(timeout=10)
     except Exception as e:  # noqa: BLE001
