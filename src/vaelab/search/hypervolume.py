@@ -1,6 +1,6 @@
 """Exact hypervolume of a set of minimised points up to a reference point.
 
-Written here because Optuna's is a private function (`optuna._hypervolume`), and vaelab keeps to Optuna's
+Written here because Optuna's own is a private function, and vaelab keeps to Optuna's
 public API. Two objectives: a sweep; more: slicing along the last objective (HSO, While et al. 2006), each
 slice a hypervolume one dimension lower. Exact, O(N^(M-1) log N): fine for the few hundred trials of a search.
 """

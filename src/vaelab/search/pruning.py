@@ -68,7 +68,7 @@ class EpochPruner:
 
     def step(self, epoch: int, val_loss: float) -> bool:
         self.trial.report(float(val_loss), epoch)
-        return self.trial.should_prune()
+        return bool(self.trial.should_prune())
 
 
 def check_pruner(name: str, options: dict[str, Any]) -> None:
