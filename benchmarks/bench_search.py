@@ -11,6 +11,9 @@ Hypervolume: every run's objectives min-max normalised over all trials of all me
 1.1 in each: one shared reference, so numbers compare across methods. Printed per generation of `population`
 trainings, mean and standard deviation over seeds; the surrogate's Kendall tau per generation is printed too.
 Run: .venv/bin/python benchmarks/bench_search.py [--trials T] [--population N] [--seeds S] [--methods a,b]
+
+`--scale 1,2`: trials per hour of W `vaelab search --worker` processes (one torch thread each) sharing one study on a
+PostgreSQL server (pgserver, from the `test` extra) for the same budget, 1 worker being the reference.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import argparse
 import copy
 import json
 import math
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,12 +97,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--json", type=Path, help="write every run's objective rows here")
+    ap.add_argument("--scale", help="worker counts to time instead, e.g. 1,2")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
     raw = bench_space(args.epochs, args.limit)
     raw["search"]["population"] = args.population
+    if args.scale:
+        return scale([int(w) for w in args.scale.split(",")], args.trials, raw)
     bundle = load_data(load_space(raw).data, 0)
     methods = args.methods.split(",")
     budgets = {m: args.trials // 2 if m == "surrogate" else args.trials for m in methods}
@@ -145,6 +153,36 @@ def report(results, budgets, taus, args, seconds: float) -> None:
     print(f"best final hypervolume at T = {args.trials} trainings: {best}")
     for q in taus:
         print("surrogate Kendall tau: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in q.items()))
+
+
+def scale(workers: list[int], trials: int, raw: dict) -> None:
+    """Wall time of `trials` trainings done by W worker processes sharing one PostgreSQL study."""
+    import pgserver
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
+        host = srv.get_uri().split("host=", 1)[1]
+        rates = {}
+        for w in workers:
+            srv.psql(f"CREATE DATABASE scale{w};")
+            url = f"postgresql://postgres:@/scale{w}?host={host}"
+            space = Path(tmp) / f"space{w}.yaml"
+            space.write_text(yaml.safe_dump({**raw, "search": {**raw["search"], "sampler": "random", "seed": 0}}))
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+            load0 = os.getloadavg()[0]
+            t = time.perf_counter()
+            procs = [subprocess.Popen([sys.executable, "-m", "vaelab", "search", str(space), "--worker", "--trials", str(trials),
+                                       "--storage", url, "--out", str(Path(tmp) / f"s{w}")], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(w)]
+            codes = [p.wait() for p in procs]
+            elapsed = time.perf_counter() - t
+            rates[w] = trials / elapsed * 3600
+            print(f"{w} worker(s): {trials} trainings in {elapsed:.0f}s = {rates[w]:.0f} trials/hour (exit codes {codes}, "
+                  f"load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after)")
+        srv.cleanup()
+    ref = rates[workers[0]]
+    print("trials/hour relative to " + f"{workers[0]} worker: " + ", ".join(f"{w}: {r / ref:.2f}x" for w, r in rates.items()))
 
 
 if __name__ == "__main__":
