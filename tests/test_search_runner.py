@@ -66,6 +66,14 @@ def test_surrogate_search_then_report(tmp_path):
     assert all(p.stat().st_size > 1000 for p in rep.figures)
 
 
+def test_objectives_that_need_no_training_are_measured_not_predicted(tmp_path):
+    space = load_space(tiny(objectives=[{"name": "neg_elbo"}, {"name": "params"}], search={"population": 2, "trials": 4}))
+    run_search(space, out=tmp_path / "s")
+    study, _ = open_study(tmp_path / "s", space, create=False)
+    screened = [t for t in study.get_trials() if t.user_attrs.get("predicted")]
+    assert screened and all(t.user_attrs["predicted"]["params"] == t.values[1] for t in screened)
+
+
 def test_invalid_genes_are_pruned_before_training_and_nan_fails_with_reason(tmp_path):
     raw = tiny(genes={"depth": {"type": "choice", "choices": [1, 4]}, "lr": {"type": "choice", "choices": [0.003, 1.0e30]}},
                template={"family": "conv", "channels": [4, 4, 4, 4], "depth": "$depth", "latent": 3, "set": {"train.lr": "$lr"}},

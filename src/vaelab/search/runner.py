@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from vaelab.core.config import Config, load_config
 from vaelab.core.errors import ConfigError, TrainingError, VaelabError
 from vaelab.data import DataBundle, load_data
-from vaelab.search.objectives import TrialContext, evaluate_objectives
+from vaelab.search.objectives import OBJECTIVES, TrialContext, evaluate_objectives
 from vaelab.search.pruning import CURVE_ATTR, EpochPruner, make_pruner, optuna_quiet
 from vaelab.search.sampler import PREDICTED_ATTR, make_sampler, predicted_for
 from vaelab.search.space import SearchSpace, load_space, space_to_yaml, suggest
@@ -124,6 +124,9 @@ def run_search(source: str | Path | SearchSpace, *, out: str | Path | None = Non
     if bundle is None:
         bundle = load_data(space.data, int(space.base.get("seed", 0)))
     w = _Worker(study, store, space, bundle, folder, pruner, requeue, log)
+    children = getattr(study.sampler, "vaelab_children", None)
+    if children is not None:
+        children.measure = w.measure
     w.run(budget)
     return SearchResult(folder, space.name, tally(study.get_trials(deepcopy=False)), sorted(set(requeue.failed)))
 
@@ -238,6 +241,26 @@ class _Worker:
                 return same
             time.sleep(self.poll)
             self.reap()
+
+    def measure(self, genes: dict[str, Any]) -> dict[int, float] | None:
+        """The objectives that need no training (index: value) on the untrained model of `genes`; None when the
+        genes give no model. The surrogate pre-screening uses these instead of predictions."""
+        import torch
+
+        from vaelab.model.build import build_model
+
+        untrained = [(i, o) for i, o in enumerate(self.space.objectives) if not OBJECTIVES.entry(o.name).meta.get("trained", True)]
+        if not untrained:
+            return {}
+        with torch.random.fork_rng():  # building initialises weights from the global generator: leave it as it was
+            try:
+                cfg = load_config(self.space.trial_config(genes, tuple(self.bundle.shape)))
+                model = build_model(cfg.model, self.bundle.shape, num_classes=self.bundle.num_classes,
+                                    value_range=self.bundle.value_range)
+            except VaelabError:
+                return None
+            ctx = TrialContext(model.eval(), cfg, self.bundle, [], seed=cfg.seed, cache=self.cache)
+            return {i: float(OBJECTIVES.get(o.name)(ctx, **o.options())) for i, o in untrained}
 
     def config(self, trial: optuna.Trial, raw: dict[str, Any]) -> Config:
         """The trial's config, its model built once as `vaelab check` does: invalid genes never reach training."""

@@ -91,6 +91,9 @@ class SurrogateChildren:
         self.rng = np.random.RandomState(seed % 2**32)  # plain children before the surrogate has data
         self._ranked: dict[str, list[tuple[dict[str, Any], list[float]]]] = {}
         self.predictions: dict[str, dict[str, float]] = {}  # genes_key -> predicted objectives by label
+        # genes -> values of the objectives that need no training ({index: value}), None when the genes give no model;
+        # set by the runner (it has the data); without it every objective is predicted
+        self.measure: Callable[[dict[str, Any]], dict[int, float] | None] | None = None
 
     def __call__(self, study: optuna.Study, search_space: dict[str, Any], parents: list[FrozenTrial]) -> dict[str, Any]:
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
@@ -120,13 +123,26 @@ class SurrogateChildren:
                 candidates.setdefault(genes_key(child), child)
         if not candidates:
             return []
-        pool = list(candidates.values())
-        features = np.array([encode_genes(self.space, t.params) for t in done])
+        pool, exact = list(candidates.values()), [{} for _ in candidates]
+        if self.measure is not None:  # measure what needs no training; genes that give no model never get proposed
+            measured = [self.measure(c) for c in pool]
+            pool, exact = [c for c, m in zip(pool, measured) if m is not None], [m for m in measured if m is not None]
+            if not pool:
+                return []
+        known = sorted(exact[0])  # indices of measured objectives: the same for every candidate
+        features = np.array([self._features(t.params, {i: t.values[i] for i in known}) for t in done])
         values = np.array([t.values for t in done], dtype=float)
         surrogate = Surrogate(self.model, seed=self.seed).fit(features, values)
-        predicted = surrogate.predict(np.array([encode_genes(self.space, c) for c in pool]))
+        predicted = surrogate.predict(np.array([self._features(c, m) for c, m in zip(pool, exact)]))
+        for row, m in zip(predicted, exact):
+            for i, v in m.items():
+                row[i] = v
         order = rank_candidates(to_minimise(predicted, self.directions))
         return [(pool[i], [float(v) for v in predicted[i]]) for i in order]
+
+    def _features(self, genes: dict[str, Any], measured: dict[int, float]) -> list[float]:
+        """Gene features plus log10 of each measured objective (the parameter count tells a lot about the NLL)."""
+        return encode_genes(self.space, genes) + [math.log10(max(abs(v), 1e-12)) for _, v in sorted(measured.items())]
 
 
 def breed(parents: list[FrozenTrial], dists: dict[str, Any], directions: list[str], rng: np.random.RandomState,
