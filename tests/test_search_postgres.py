@@ -1,14 +1,17 @@
 """Workers sharing a study on a real PostgreSQL server (pgserver, from the `test` extra) and on SQLite: schema race,
 exact budget, heartbeats across hosts, a SIGKILLed worker's trial failed and re-run, no password on disk."""
 import importlib.util
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import sqlalchemy
 import yaml
 
-from test_search_runner import outcomes, tiny, vaelab
+from test_search_runner import SRC, outcomes, tiny, vaelab
 from vaelab.core.errors import ConfigError
 from vaelab.search.runner import open_study, run_search
 from vaelab.search.space import load_space
@@ -54,6 +57,36 @@ def test_plain_urls_get_the_installed_driver_and_no_password_reaches_disk(pg, tm
     if importlib.util.find_spec("pg8000") is None:
         with pytest.raises(ConfigError, match=r"driver 'pg8000' is not installed; `pip install pg8000`"):
             with_driver("postgresql+pg8000://u:p@h/db")
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from vaelab.core.errors import ConfigError
+from vaelab.search.storage import open_storage
+url, folder, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+(folder / f"ready-{me}").touch()
+while not (folder / "go").exists():  # a barrier: every process creates the tables at the same moment
+    time.sleep(0.001)
+try:
+    open_storage(url, folder)
+    print("ok")
+except ConfigError as e:
+    print(e)
+"""
+
+
+def test_schema_creation_race_is_retried(pg, tmp_path):
+    """Plain RDBStorage loses this race (IntegrityError on pg_type_typname_nsp_index for all but one process)."""
+    url = database(pg, "schema")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)}
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, url, str(tmp_path), str(i)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(4)]
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 4 and time.time() < deadline:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    assert [p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in procs] == ["ok"] * 4
 
 
 def test_workers_started_together_on_an_empty_database_keep_the_budget_exact(pg, tmp_path):
