@@ -179,17 +179,21 @@ class _Worker:
         for k, v in owner_attrs().items():
             trial.set_user_attr(k, v)
         t0 = time.perf_counter()
-        with HeartbeatThread(self.store, self.study, trial.number):
-            try:
+        try:
+            with HeartbeatThread(self.store, self.study, trial.number):
                 state, values, note = self.decide(trial, budget)
-            except KeyboardInterrupt:
-                trial.set_user_attr(OUTCOME, "lost")
-                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-                self.study.tell(trial, state=TrialState.FAIL)
-                if trial.params:
-                    self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-                raise
-        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale by another worker: its genes were queued
+            print(f"trial {trial.number}: another worker saw no heartbeat for {self.space.search.grace_period}s and "
+                  "failed it; its genes run again", file=self.log)
+            return False
+        except KeyboardInterrupt:
+            trial.set_user_attr(OUTCOME, "lost")
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            self.study.tell(trial, state=TrialState.FAIL)
+            if trial.params:
+                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            raise
         self.study.tell(trial, values, state=state, skip_if_finished=True)
         print(f"trial {trial.number}: {note}", file=self.log)
         return trial.user_attrs.get(OUTCOME) in ("trained", "pruned", "failed")
