@@ -1,13 +1,15 @@
 """Objectives a search can minimise or maximise, each a function of one trained trial.
 
-Registry entries: `OBJECTIVES.register(name, fn, direction=..., doc=...)` with `fn(ctx, **options) -> float`.
-Likelihood scores come from `vaelab.use.ood_scores` (`nll_scores`, `auroc`); until that module exists, the negative ELBO
-(one posterior sample) and scikit-learn's ROC AUC stand in.
+Registry entries: `OBJECTIVES.register(name, fn, direction=..., doc=..., trained=True)` with `fn(ctx, **options) ->
+float`; `trained=False` marks an objective that does not depend on the weights (parameter count, latency): the
+surrogate pre-screening measures it on the untrained candidate instead of predicting it. The
+options a search file gives are checked against `fn`'s keyword parameters when the file loads (`check_options`).
+Likelihood scores come from `vaelab.use.ood_scores` (`nll_scores`, `auroc`).
 """
 from __future__ import annotations
 
 import inspect
-
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -17,10 +19,11 @@ import torch
 
 from vaelab.core.config import Config
 from vaelab.data import DataBundle
-from vaelab.core.errors import ConfigError
+from vaelab.core.errors import ConfigError, VaelabError
 from vaelab.model.vae import VAE
 from vaelab.core.registry import Registry
-from vaelab.use.ood_corruptions import corrupt
+from vaelab.use.ood_corruptions import CORRUPTIONS, corrupt
+from vaelab.use.ood_scores import auroc, nll_scores
 
 ObjectiveFn = Callable[..., float]
 OBJECTIVES: Registry[ObjectiveFn] = Registry("objective")
@@ -49,45 +52,8 @@ def _val(ctx: TrialContext, samples: int | None) -> tuple[torch.Tensor, torch.Te
 
 
 def _scores(ctx: TrialContext, x: torch.Tensor, y, k: int) -> torch.Tensor:
-    """Per-sample negative log-likelihood estimate (N,): vaelab.use.ood_scores's importance-weighted NLL when available."""
-    try:
-        from vaelab.use.ood_scores import nll_scores
-    except ImportError:
-        nll_scores = None
-    if nll_scores is not None:
-        return nll_scores(ctx.model, x, y, k=k, generator=ctx.generator())
-    return _neg_elbo_scores(ctx, x, y)
-
-
-@torch.no_grad()
-def _neg_elbo_scores(ctx: TrialContext, x: torch.Tensor, y) -> torch.Tensor:
-    from vaelab.training.loss_setup import LossSetup
-    from vaelab.training.losses import vae_loss
-
-    model = ctx.model.eval()
-    setup = LossSetup.from_config(ctx.config, model, ctx.bundle.value_range)
-    out = []
-    torch.manual_seed(ctx.seed)  # the reparameterisation draws from the global generator
-    for i in range(0, len(x), 256):
-        xb = x[i:i + 256]
-        c = model.condition_vector(y[i:i + 256]) if model.conditional and y is not None else None
-        terms = vae_loss(model(xb, c), xb, recon_kind=setup.options.recon_kind, logits=setup.options.logits,
-                         reduction="sum", kl_scale=1.0, free_bits=0.0, data_range=setup.options.data_range)
-        out.append(terms.per_sample)
-    return torch.cat(out)
-
-
-def _auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
-    try:
-        from vaelab.use.ood_scores import auroc
-    except ImportError:
-        auroc = None
-    if auroc is not None:
-        return float(auroc(scores_in, scores_out))
-    from sklearn.metrics import roc_auc_score
-
-    labels = [0] * len(scores_in) + [1] * len(scores_out)  # OOD is the positive class: higher NLL = more OOD
-    return float(roc_auc_score(labels, torch.cat([scores_in, scores_out]).double().numpy()))
+    """Per-sample negative log-likelihood (N,): negative ELBO for k=1, importance-weighted NLL with k samples."""
+    return nll_scores(ctx.model, x, y, k=k, generator=ctx.generator())
 
 
 @OBJECTIVES.register("neg_elbo", direction="minimize", doc="validation loss of the last epoch (the negative ELBO per sample with the default loss)")
@@ -104,7 +70,7 @@ def iw_nll(ctx: TrialContext, *, k: int = 16, samples: int | None = 512) -> floa
     return float(_scores(ctx, x, y, k).mean())
 
 
-@OBJECTIVES.register("ood", direction="minimize",
+@OBJECTIVES.register("ood", direction="minimize", check=lambda options: _check_ood(options),
                      doc="1 - AUROC of NLL scores, validation vs an OOD dataset (option data) or corrupted validation data")
 def ood(ctx: TrialContext, *, data: dict[str, Any] | None = None, corruption: str = "noise", amount: float = 0.3,
         k: int = 1, samples: int | None = 512) -> float:
@@ -117,18 +83,17 @@ def ood(ctx: TrialContext, *, data: dict[str, Any] | None = None, corruption: st
     s_out = _scores(ctx, x_out, y_in[: len(x_out)] if y_in is not None else None, k)
     if not (torch.isfinite(s_in).all() and torch.isfinite(s_out).all()):
         return float("nan")
-    return 1.0 - _auroc(s_in, s_out)
+    return 1.0 - auroc(s_in, s_out)
 
 
 def _ood_data(ctx: TrialContext, data: dict[str, Any], samples: int | None) -> torch.Tensor:
     from vaelab.data import load_data
-    from vaelab.core.data_config import DataConfig
 
-    key = "ood_data"
-    if key not in ctx.cache:
+    key = "ood_data:" + json.dumps(data, sort_keys=True, default=str) + f":{samples}"
+    if key not in ctx.cache:  # the runner shares one cache across its trials: the OOD data loads once
         try:
-            bundle = load_data(DataConfig.model_validate(data), ctx.seed)
-        except Exception as e:  # noqa: BLE001 - re-raised with the field named
+            bundle = load_data(ood_data_config(data), ctx.seed)
+        except VaelabError as e:
             raise ConfigError(f"objective ood: data: {e}") from None
         split = bundle.test if len(bundle.test) else bundle.val
         x, _ = split.take(min(samples or len(split), len(split)))
@@ -139,12 +104,31 @@ def _ood_data(ctx: TrialContext, data: dict[str, Any], samples: int | None) -> t
     return ctx.cache[key]
 
 
-@OBJECTIVES.register("params", direction="minimize", doc="number of trainable parameters")
+def ood_data_config(data: dict[str, Any]):
+    from pydantic import ValidationError
+
+    from vaelab.core.config import format_validation_error
+    from vaelab.core.data_config import DataConfig
+
+    try:
+        return DataConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError("objective ood: data: " + format_validation_error(e, DataConfig)) from None
+
+
+def _check_ood(options: dict[str, Any]) -> None:
+    if options.get("data") is not None:
+        ood_data_config(options["data"])
+    if options.get("corruption", "noise") not in CORRUPTIONS:
+        corrupt(torch.zeros(1), (0.0, 1.0), kind=options["corruption"], amount=0.0, generator=torch.Generator())  # names the valid ones
+
+
+@OBJECTIVES.register("params", direction="minimize", trained=False, doc="number of trainable parameters")
 def params(ctx: TrialContext) -> float:
     return float(ctx.model.num_parameters())
 
 
-@OBJECTIVES.register("latency", direction="minimize", doc="median milliseconds for encode+decode of one batch (options: batch, repeats)")
+@OBJECTIVES.register("latency", direction="minimize", trained=False, doc="median milliseconds for encode+decode of one batch (options: batch, repeats)")
 @torch.no_grad()
 def latency(ctx: TrialContext, *, batch: int = 64, repeats: int = 5) -> float:
     x, y = _val(ctx, batch)
@@ -159,14 +143,22 @@ def latency(ctx: TrialContext, *, batch: int = 64, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def check_options(name: str, options: dict[str, Any], where: str) -> None:
+    """Refuse options objective `name` does not take (or required ones missing), naming `where.<option>`."""
+    params = list(inspect.signature(OBJECTIVES.get(name)).parameters.values())[1:]  # after ctx
+    valid = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for key in options:
+        if key not in valid:
+            takes = f"it takes {', '.join(valid)}" if valid else "it takes no options"
+            raise ConfigError(f"{where}.{key}: objective {name!r} has no option {key!r}; {takes}")
+    check = OBJECTIVES.entry(name).meta.get("check")
+    if check is not None:
+        check(options)
+    missing = [p.name for p in params if p.default is p.empty and p.name not in options and p.kind != p.VAR_KEYWORD]
+    if missing:
+        raise ConfigError(f"{where}: objective {name!r} needs option(s) {', '.join(missing)}")
+
+
 def evaluate_objectives(ctx: TrialContext, specs) -> list[float]:
-    """The value of every objective spec (`ObjectiveSpec`) for one trained trial, in order."""
-    out = []
-    for spec in specs:
-        fn, options = OBJECTIVES.get(spec.name), spec.options()
-        try:  # only the binding of the options is the user's: a TypeError inside fn is a bug and stays one
-            inspect.signature(fn).bind(ctx, **options)
-        except TypeError as e:
-            raise ConfigError(f"objective {spec.name}: {e}; see its options with `vaelab search --help`") from None
-        out.append(float(fn(ctx, **options)))
-    return out
+    """The value of every objective spec (`ObjectiveSpec`, options checked when the space loaded), in order."""
+    return [float(OBJECTIVES.get(spec.name)(ctx, **spec.options())) for spec in specs]

@@ -15,23 +15,14 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from vaelab.core.errors import ConfigError
+from vaelab.search.hypervolume import hypervolume
 from vaelab.search.runner import SPACE_NAME, open_study
 from vaelab.search.sampler import PREDICTED_ATTR, trial_generation
 from vaelab.search.space import SearchSpace, load_space
 from vaelab.search.surrogate import non_domination_rank, prediction_quality, to_minimise
+from vaelab.search.trials import OUTCOME, outcome, tally
 
 SEED000_COLUMNS = ("latent_dim", "mid_layer", "loss", "OOD")
-
-
-def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
-    """Hypervolume dominated by `points` (N, M, minimised) up to `reference` (M,); points beyond it count nothing."""
-    from optuna._hypervolume import compute_hypervolume  # exact (WFG for M >= 3); private, pinned by tests
-
-    pts = np.asarray(points, dtype=float).reshape(-1, len(reference))
-    pts = pts[np.all(pts < reference, axis=1)]
-    if len(pts) == 0:
-        return 0.0
-    return float(compute_hypervolume(pts, np.asarray(reference, dtype=float)))
 
 
 def normalise(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -86,13 +77,11 @@ def search_report(folder: str | Path, storage: str | None = None) -> SearchRepor
     _write_rows(quality_csv, quality, ["generation", "n"] + [f"{m}_{lab}" for lab in labels for m in ("mae", "tau")])
     pareto = _pareto(done, directions, labels, space)
     (folder / "pareto.json").write_text(json.dumps(pareto, indent=1))
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return SearchReport(folder, trials_csv, quality_csv, figures, pareto, hv, quality, counts)
+    return SearchReport(folder, trials_csv, quality_csv, figures, pareto, hv, quality, tally(trials))
 
 
 def _pareto(done: list[FrozenTrial], directions, labels, space: SearchSpace) -> list[dict[str, Any]]:
+    done = [t for t in done if t.user_attrs.get(OUTCOME) != "reused"]  # a reused trial repeats its twin's point
     if not done:
         return []
     rank = non_domination_rank(to_minimise(np.array([t.values for t in done], dtype=float), directions))
@@ -123,11 +112,12 @@ def trial_rows(space: SearchSpace, trials: list[FrozenTrial]) -> tuple[list[dict
     first = [c for c in SEED000_COLUMNS if c in genes or c in labels]
     cols = first + [g for g in genes if g not in first] + [lab for lab in labels if lab not in first]
     cols += ["predicted"] + [f"predicted_{lab}" for lab in labels]
-    cols += ["number", "state", "generation", "seconds", "run_dir", "fail_reason"]
+    cols += ["number", "state", "outcome", "generation", "seconds", "run_dir", "reused_from", "fail_reason"]
     rows = []
     for t in trials:
         pred = t.user_attrs.get(PREDICTED_ATTR) or {}
-        row: dict[str, Any] = {**t.params, "number": t.number, "state": t.state.name, "generation": trial_generation(t, pop),
+        row: dict[str, Any] = {**t.params, "number": t.number, "state": t.state.name, "outcome": outcome(t),
+                               "reused_from": t.user_attrs.get("reused_from", ""), "generation": trial_generation(t, pop),
                                "seconds": t.user_attrs.get("seconds", ""), "run_dir": t.user_attrs.get("run_dir", ""),
                                "fail_reason": t.user_attrs.get("fail_reason", ""), "predicted": int(bool(pred))}
         for i, lab in enumerate(labels):
@@ -154,13 +144,10 @@ def _plot_fronts(path: Path, gens: list[int], by_gen: list[list[FrozenTrial]], l
     """Objectives 1 and 2 of every finished trial, coloured by generation, with each generation's front so far."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from vaelab.plots import new_figure, save_figure
 
-    from vaelab.plots import save_figure
-
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    cmap = plt.get_cmap("viridis", max(len(gens), 2))
+    fig, ax = new_figure(figsize=(6.5, 5))
+    cmap = matplotlib.colormaps["viridis"].resampled(max(len(gens), 2))
     seen: list[tuple[float, float]] = []
     for i, (g, ts) in enumerate(zip(gens, by_gen)):
         pts = [(t.values[0], t.values[1]) for t in ts]
@@ -176,25 +163,18 @@ def _plot_fronts(path: Path, gens: list[int], by_gen: list[list[FrozenTrial]], l
     ax.set_title("Pareto front per generation (all finished trials so far)")
     ax.legend(fontsize=7, ncol=2)
     save_figure(fig, path)
-    plt.close(fig)
     return path
 
 
 def _plot_hv(path: Path, gens: list[int], hv: list[float]) -> Path:
-    import matplotlib
+    from vaelab.plots import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from vaelab.plots import save_figure
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = new_figure(figsize=(5.5, 3.8))
     ax.plot(gens, hv, marker="o")
     ax.set_xlabel("generation")
     ax.set_ylabel("hypervolume (normalised objectives, ref 1.1)")
     ax.grid(alpha=0.3)
     save_figure(fig, path)
-    plt.close(fig)
     return path
 
 
@@ -205,9 +185,12 @@ def pareto_lines(report: SearchReport) -> list[str]:
         objs = ", ".join(f"{k} {v:.4g}" for k, v in p["objectives"].items())
         lines.append(f"trial {p['trial']}: {p['genes']} -> {objs}   ({p['run_dir']})")
         layers = p.get("layers") or {}
-        for part in ("encoder", "decoder"):
-            if layers.get(part):
-                lines.append(f"    {part}: {', '.join(map(str, layers[part]))}")
+        for part in ("encoder", "heads", "decoder"):
+            v = layers.get(part)
+            if isinstance(v, dict):
+                lines.append(f"    {part}: " + "; ".join(f"{k}: {', '.join(map(str, x))}" for k, x in v.items()))
+            elif v:
+                lines.append(f"    {part}: {', '.join(map(str, v))}")
     return lines
 
 

@@ -1,32 +1,34 @@
 """Run a search: one study in a search folder, trials that each train a fresh model into their own run folder.
 
-Search folder: `search.yaml` (the space), `study.journal` (default storage) or `storage.txt` (an external URL),
-`trials/trial-NNNN/` (ordinary run folders). Every trial's genes, objectives, predicted values, state, reason
-and run folder are in the study's storage the moment it ends. Any number of processes may run the same search
-(`--worker`): they share the study; the trial budget counts every trial that is running or has ended, except
-those of workers that died (`stale`), which are run again.
+Search folder: `search.yaml` (the space), `study.journal` (default storage), `storage.txt` (an external storage's
+URL with the password masked, a note for people: the storage is only ever taken from `--storage`), and
+`trials/trial-NNNN/` (ordinary run folders). Any number of processes on any hosts may run the same search
+(`--worker`); `vaelab.search.trials` says how they keep an exact budget and never train the same genes twice.
 """
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from vaelab.core.config import load_config
+from vaelab.core.config import Config, load_config
+from vaelab.core.errors import ConfigError, TrainingError, VaelabError
 from vaelab.data import DataBundle, load_data
-from vaelab.core.errors import ConfigError, TrainingError
-from vaelab.search.objectives import TrialContext, evaluate_objectives
-from vaelab.search.pruning import CURVE_ATTR, EpochPruner, make_pruner
-from vaelab.search.sampler import PREDICTED_ATTR, make_sampler
+from vaelab.search.objectives import OBJECTIVES, TrialContext, evaluate_objectives
+from vaelab.search.pruning import CURVE_ATTR, EpochPruner, make_pruner, optuna_quiet
+from vaelab.search.sampler import PREDICTED_ATTR, make_sampler, predicted_for
 from vaelab.search.space import SearchSpace, load_space, space_to_yaml, suggest
-from vaelab.search.storage import STORAGE_NOTE, fail_dead_trials, open_storage, owner_attrs, redact
+from vaelab.search.storage import (STORAGE_NOTE, Heartbeat, HeartbeatThread, fail_dead_trials, heartbeat_enabled, host_id,
+                                   open_storage, owner_attrs, redact)
+from vaelab.search.trials import (KEY_ATTR, OUTCOME, Requeue, config_key, counts, genes_key, tally, twin, undeclared_below,
+                                  used_before)
 
 SPACE_NAME = "search.yaml"
 FINGERPRINT_ATTR = "space_fingerprint"
@@ -36,8 +38,8 @@ FINGERPRINT_ATTR = "space_fingerprint"
 class SearchResult:
     folder: Path
     study_name: str
-    counts: dict[str, int]  # trial state name -> number of trials
-    stale: list[int]  # trials of dead workers marked failed at start
+    counts: dict[str, int]  # trial outcome -> number of trials (trained, reused, pruned, failed, invalid, ...)
+    stale: list[int]  # trials of dead workers this process marked failed
 
 
 def default_folder(space: SearchSpace) -> Path:
@@ -45,7 +47,7 @@ def default_folder(space: SearchSpace) -> Path:
 
 
 def open_study(folder: Path, space: SearchSpace, storage_url: str | None = None, *, create: bool = True,
-               sampler: optuna.samplers.BaseSampler | None = None) -> tuple[optuna.Study, Any]:
+               requeue: Requeue | None = None) -> tuple[optuna.Study, Any]:
     """Open (or create) the search's study, refusing a folder or study of a different search space."""
     folder = Path(folder)
     fp = space.fingerprint()
@@ -57,19 +59,21 @@ def open_study(folder: Path, space: SearchSpace, storage_url: str | None = None,
                               f"{old.fingerprint()} vs {fp}); choose another --out, or run the original search file")
     note = folder / STORAGE_NOTE
     if storage_url is None and note.is_file():
-        storage_url = note.read_text().strip()
-    storage = open_storage(storage_url, folder)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+        raise ConfigError(f"search folder {folder} keeps its study in {note.read_text().strip()} ({note}); give that "
+                          "storage with --storage URL (a storage is never taken from a file in the folder)")
+    s = space.search
+    storage = open_storage(storage_url, folder, Heartbeat(s.heartbeat_interval, s.grace_period), requeue or Requeue())
     directions = space.directions()
-    if create:
-        study = optuna.create_study(storage=storage, study_name=space.name, directions=directions, sampler=sampler,
-                                    load_if_exists=True)
-    else:
-        try:
-            study = optuna.load_study(study_name=space.name, storage=storage, sampler=sampler)
-        except KeyError:
-            raise ConfigError(f"search folder {folder}: no study named {space.name!r} in its storage "
-                              f"{redact(storage_url) if storage_url else folder / 'study.journal'}; run `vaelab search` first") from None
+    with optuna_quiet():
+        if create:
+            study = optuna.create_study(storage=storage, study_name=space.name, directions=directions, load_if_exists=True)
+        else:
+            try:
+                study = optuna.load_study(study_name=space.name, storage=storage)
+            except KeyError:
+                where = redact(storage_url) if storage_url else folder / "study.journal"
+                raise ConfigError(f"search folder {folder}: no study named {space.name!r} in its storage {where}; "
+                                  "run `vaelab search` first") from None
     theirs = study.user_attrs.get(FINGERPRINT_ATTR)
     if theirs is not None and theirs != fp:
         raise ConfigError(f"the study {space.name!r} in this storage was made by a different search space (fingerprint "
@@ -78,114 +82,232 @@ def open_study(folder: Path, space: SearchSpace, storage_url: str | None = None,
         raise ConfigError(f"the study {space.name!r} has directions {[d.name.lower() for d in study.directions]} "
                           f"but the search file asks for {directions}; rename `name` or use another --out")
     if create:
-        if theirs is None:
-            study.set_user_attr(FINGERPRINT_ATTR, fp)
-            study.set_user_attr("labels", space.labels())
-        folder.mkdir(parents=True, exist_ok=True)
-        if not saved.is_file():
-            saved.write_text(space_to_yaml(space))
-        if storage_url is not None and not note.is_file():
-            note.write_text(storage_url + "\n")
+        _first_time(study, space, folder, storage_url)
     return study, storage
 
 
+def _first_time(study: optuna.Study, space: SearchSpace, folder: Path, storage_url: str | None) -> None:
+    if study.user_attrs.get(FINGERPRINT_ATTR) is None:
+        study.set_user_attr(FINGERPRINT_ATTR, space.fingerprint())
+        study.set_user_attr("labels", space.labels())
+    if study.metric_names is None:  # optuna-dashboard shows these names instead of "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(space.labels())
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = folder / SPACE_NAME
+    if not saved.is_file():
+        saved.write_text(space_to_yaml(space))
+    note = folder / STORAGE_NOTE
+    if storage_url is not None and not note.is_file():
+        note.write_text(redact(storage_url) + "\n")
+
+
 def budget_used(study: optuna.Study) -> int:
-    """Trials that count against the budget: running or ended, except those of dead workers."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.user_attrs.get("stale")))
-
-
-class TrialFailed(Exception):
-    """A trial that cannot give objective values (invalid model, NaN); the search goes on."""
+    """Trials that take the budget: running, or ended after a training (see `vaelab.search.trials`)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
 
 
 def run_search(source: str | Path | SearchSpace, *, out: str | Path | None = None, storage: str | None = None,
                trials: int | None = None, worker: bool = False, bundle: DataBundle | None = None,
                log=sys.stderr) -> SearchResult:
-    """Run trials of `source` in the folder `out` until `trials` (default search.trials) are running or ended."""
+    """Run trials of `source` in the folder `out` until `trials` (default search.trials) trainings are done."""
     space = source if isinstance(source, SearchSpace) else load_space(source)
     folder = Path(out) if out is not None else default_folder(space)
-    s = space.search
-    worker_seed = (s.seed * 7919 + os.getpid()) % (2**31) if worker else None  # workers must not draw the same genes
-    sampler = make_sampler(space, worker_seed=worker_seed)
-    study, store = open_study(folder, space, storage, sampler=sampler)
-    pruner = make_pruner(s.pruner.name, s.pruner.options())
-    budget = trials if trials is not None else s.trials
+    budget = trials if trials is not None else space.search.trials
     if budget < 1:
         raise ConfigError(f"--trials must be >= 1, got {budget}")
-    stale = fail_dead_trials(study, store)
-    if stale:
-        print(f"marked failed: trials {stale} of workers that died; they will be run again", file=log)
+    requeue = Requeue()
+    study, store = open_study(folder, space, storage, requeue=requeue)
+    study.sampler = make_sampler(space, existing=len(study.get_trials(deepcopy=False)), worker=worker)
+    pruner = make_pruner(space.search.pruner.name, space.search.pruner.options())
     if bundle is None:
         bundle = load_data(space.data, int(space.base.get("seed", 0)))
-    while budget_used(study) < budget:
-        trial = study.ask()
+    w = _Worker(study, store, space, bundle, folder, pruner, requeue, log)
+    children = getattr(study.sampler, "vaelab_children", None)
+    if children is not None:
+        children.measure = w.measure
+    w.run(budget)
+    return SearchResult(folder, space.name, tally(study.get_trials(deepcopy=False)), sorted(set(requeue.failed)))
+
+
+class _Worker:
+    """One process's share of the search: ask, decide, train, tell, until the budget is done."""
+
+    def __init__(self, study, store, space: SearchSpace, bundle: DataBundle, folder: Path, pruner, requeue: Requeue, log):
+        self.study, self.store, self.space, self.bundle, self.folder = study, store, space, bundle, folder
+        self.pruner, self.requeue, self.log = pruner, requeue, log
+        self.poll = min(5.0, float(space.search.heartbeat_interval))
+        self.cache: dict[str, Any] = {}  # shared by the objectives of every trial (OOD data loaded once)
+
+    def trials(self) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False)
+
+    def reap(self) -> None:
+        before = len(self.requeue.failed)
+        fail_dead_trials(self.study, self.store, self.requeue)
+        if len(self.requeue.failed) > before:
+            print(f"marked failed: trials {self.requeue.failed[before:]} of workers that died; their genes are queued "
+                  "again", file=self.log)
+
+    def _watchable(self, t: FrozenTrial) -> bool:
+        """A running trial whose end this worker will see: any with heartbeats, else one on this host."""
+        return t.state == TrialState.RUNNING and (heartbeat_enabled(self.store) or t.user_attrs.get("host") == host_id())
+
+    def run(self, budget: int) -> None:
+        idle, limit = 0, 20 * self.space.search.population + 50
+        while True:
+            self.reap()
+            ts = self.trials()
+            if sum(counts(t) for t in ts) >= budget:
+                done = sum(counts(t) for t in ts if t.state != TrialState.RUNNING)
+                if done < budget and any(self._watchable(t) for t in ts):
+                    time.sleep(self.poll)  # another worker's trial may still die and leave its share to us
+                    continue
+                return
+            if idle >= limit:
+                print(f"stopping: the last {idle} trials proposed genes that were invalid or already trained; the space "
+                      "looks exhausted", file=self.log)
+                return
+            idle = 0 if self.one(budget) else idle + 1
+
+    def one(self, budget: int) -> bool:
+        """Ask one trial and end it; True when it trained a model."""
+        with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for study.optimize: we record them
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study.ask()
         for k, v in owner_attrs().items():
             trial.set_user_attr(k, v)
         t0 = time.perf_counter()
-        curve: list[float] = []
         try:
-            values = _run_trial(trial, space, bundle, folder, sampler, pruner, study, curve)
-        except optuna.TrialPruned:
-            _finish(trial, curve, t0)
-            study.tell(trial, state=TrialState.PRUNED)
-            print(f"trial {trial.number}: pruned after {len(curve)} epochs", file=log)
+            with HeartbeatThread(self.store, self.study, trial.number):
+                state, values, note = self.decide(trial, budget)
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale by another worker: its genes were queued
+            print(f"trial {trial.number}: another worker saw no heartbeat for {self.space.search.grace_period}s and "
+                  "failed it; its genes run again", file=self.log)
+            return False
         except KeyboardInterrupt:
+            trial.set_user_attr(OUTCOME, "lost")
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            study.tell(trial, state=TrialState.FAIL)
+            self.study.tell(trial, state=TrialState.FAIL)
+            if trial.params:
+                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             raise
-        except Exception as e:  # noqa: BLE001 - any trial error fails that trial only, with its reason
-            reason = f"{type(e).__name__}: {e}"
+        self.study.tell(trial, values, state=state, skip_if_finished=True)
+        print(f"trial {trial.number}: {note}", file=self.log)
+        return trial.user_attrs.get(OUTCOME) in ("trained", "pruned", "failed")
+
+    def decide(self, trial: optuna.Trial, budget: int) -> tuple[TrialState, list[float] | None, str]:
+        genes = suggest(trial, self.space)
+        predicted = predicted_for(self.study.sampler, trial.params)
+        if predicted is not None:
+            trial.set_user_attr(PREDICTED_ATTR, predicted)
+        try:
+            raw, problem = self.space.trial_config(genes, tuple(self.bundle.shape)), None
+        except VaelabError as e:
+            raw, problem = None, e
+        key = config_key(raw) if raw is not None else "invalid:" + genes_key(genes)
+        trial.set_user_attr(KEY_ATTR, key)  # declared before any decision: see vaelab.search.trials.twin
+        if used_before(self.trials(), trial.number) >= budget:
+            return self.end(trial, "skipped", TrialState.PRUNED, reason="the budget was taken by lower-numbered trials")
+        same = self.await_twin(trial.number, key)
+        if same is not None:
+            trial.set_user_attr("reused_from", same.number)
+            if same.user_attrs.get("fail_reason"):
+                trial.set_user_attr("fail_reason", same.user_attrs["fail_reason"])
+            self.end(trial, "reused")
+            return same.state, same.values, f"{genes} reused trial {same.number} ({same.state.name.lower()})"
+        try:
+            if problem is not None:
+                raise problem
+            cfg = self.config(trial, raw)
+        except VaelabError as e:
+            return self.end(trial, "invalid", TrialState.PRUNED, reason=f"{type(e).__name__}: {e}")
+        return self.train(trial, genes, cfg)
+
+    def end(self, trial, outcome: str, state: TrialState | None = None, reason: str | None = None):
+        trial.set_user_attr(OUTCOME, outcome)
+        if reason is not None:
             trial.set_user_attr("fail_reason", reason[:2000])
-            _finish(trial, curve, t0)
-            study.tell(trial, state=TrialState.FAIL)
-            print(f"trial {trial.number}: failed: {reason.splitlines()[0][:300]}", file=log)
-        else:
-            _finish(trial, curve, t0)
-            study.tell(trial, values)
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in zip(space.labels(), values))
-            print(f"trial {trial.number}: {trial.params} -> {shown}", file=log)
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return SearchResult(folder, space.name, counts, stale)
+        return state, None, f"{outcome}" + (f": {reason.splitlines()[0][:300]}" if reason else "")
 
+    def await_twin(self, number: int, key: str) -> FrozenTrial | None:
+        """A finished trial with this config (after waiting for a lower-numbered running one to finish), else None."""
+        while True:
+            trials = self.trials()
+            if undeclared_below(trials, number):  # a lower trial still sampling: its config may be ours
+                time.sleep(0.2)
+                self.reap()
+                continue
+            same = twin(trials, number, key)
+            if same is None or same.state != TrialState.RUNNING:
+                return same
+            time.sleep(self.poll)
+            self.reap()
 
-def _finish(trial: optuna.Trial, curve: list[float], t0: float) -> None:
-    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-    if curve:
+    def measure(self, genes: dict[str, Any]) -> dict[int, float] | None:
+        """The objectives that need no training (index: value) on the untrained model of `genes`; None when the
+        genes give no model. The surrogate pre-screening uses these instead of predictions."""
+        import torch
+
+        from vaelab.model.build import build_model
+
+        untrained = [(i, o) for i, o in enumerate(self.space.objectives) if not OBJECTIVES.entry(o.name).meta.get("trained", True)]
+        if not untrained:
+            return {}
+        with torch.random.fork_rng():  # building initialises weights from the global generator: leave it as it was
+            try:
+                cfg = load_config(self.space.trial_config(genes, tuple(self.bundle.shape)))
+                model = build_model(cfg.model, self.bundle.shape, num_classes=self.bundle.num_classes,
+                                    value_range=self.bundle.value_range)
+            except VaelabError:
+                return None
+            ctx = TrialContext(model.eval(), cfg, self.bundle, [], seed=cfg.seed, cache=self.cache)
+            return {i: float(OBJECTIVES.get(o.name)(ctx, **o.options())) for i, o in untrained}
+
+    def config(self, trial: optuna.Trial, raw: dict[str, Any]) -> Config:
+        """The trial's config, its model built once as `vaelab check` does: invalid genes never reach training."""
+        from vaelab.model.build import build_model
+
+        cfg = load_config(raw)
+        trial.set_user_attr("layers", {"encoder": cfg.model.encoder, "heads": cfg.model.heads.model_dump() if cfg.model.heads else None,
+                                       "decoder": cfg.model.decoder})
+        build_model(cfg.model, self.bundle.shape, num_classes=self.bundle.num_classes, value_range=self.bundle.value_range)
+        return cfg
+
+    def train(self, trial: optuna.Trial, genes: dict[str, Any], cfg: Config):
+        from vaelab.training.runs import load_run
+        from vaelab.training.trainer import train
+
+        run_dir = self.folder / "trials" / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir.relative_to(self.folder)))
+        finished = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        checker = EpochPruner(self.pruner, finished) if self.pruner is not None else None
+        curve: list[float] = []
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            loss = row.get("val_loss", row["train_loss"])
+            curve.append(float(loss))
+            if checker is not None and checker.step(row["epoch"], loss):
+                raise optuna.TrialPruned(f"pruned at epoch {row['epoch']}")
+
+        try:
+            train(cfg, run_dir, bundle=self.bundle, on_epoch=on_epoch)
+            run = load_run(run_dir)
+            ctx = TrialContext(run.model.eval(), cfg, self.bundle, run.history, seed=cfg.seed, cache=self.cache)
+            values = evaluate_objectives(ctx, self.space.objectives)
+            bad = [label for label, v in zip(self.space.labels(), values) if not math.isfinite(v)]
+            if bad:
+                raise TrainingError(f"objective(s) {', '.join(bad)} came out non-finite ({values}); the model diverged")
+        except optuna.TrialPruned:
+            trial.set_user_attr(CURVE_ATTR, curve)
+            return self.end(trial, "pruned", TrialState.PRUNED)[:2] + (f"{genes} pruned after {len(curve)} epochs",)
+        except Exception as e:  # noqa: BLE001 - any training error fails that trial only, with its reason
+            if curve:
+                trial.set_user_attr(CURVE_ATTR, curve)
+            return self.end(trial, "failed", TrialState.FAIL, reason=f"{type(e).__name__}: {e}")
         trial.set_user_attr(CURVE_ATTR, curve)
-
-
-def _run_trial(trial: optuna.Trial, space: SearchSpace, bundle: DataBundle, folder: Path, sampler, pruner,
-               study: optuna.Study, curve: list[float]) -> list[float]:
-    from vaelab.training.runs import load_run
-    from vaelab.training.trainer import train
-
-    genes = suggest(trial, space)
-    hook = getattr(sampler, "surrogate_hook", None)
-    predicted = hook.predictions.pop(trial.number, None) if hook is not None else None
-    if predicted is not None:
-        trial.set_user_attr(PREDICTED_ATTR, predicted)
-    cfg = load_config(space.trial_config(genes, tuple(bundle.shape)))
-    run_dir = folder / "trials" / f"trial-{trial.number:04d}"
-    trial.set_user_attr("run_dir", str(run_dir.relative_to(folder)))
-    trial.set_user_attr("layers", {"encoder": cfg.model.encoder, "heads": cfg.model.heads.model_dump() if cfg.model.heads else None,
-                                   "decoder": cfg.model.decoder})
-    checker = EpochPruner(pruner, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) \
-        if pruner is not None else None
-
-    def on_epoch(row: dict[str, Any]) -> None:
-        loss = row.get("val_loss", row["train_loss"])
-        curve.append(float(loss))
-        if checker is not None and checker.step(row["epoch"], loss):
-            raise optuna.TrialPruned(f"pruned at epoch {row['epoch']}")
-
-    train(cfg, run_dir, bundle=bundle, on_epoch=on_epoch)
-    run = load_run(run_dir)
-    ctx = TrialContext(run.model.eval(), cfg, bundle, run.history, seed=cfg.seed)
-    values = evaluate_objectives(ctx, space.objectives)
-    bad = [label for label, v in zip(space.labels(), values) if not math.isfinite(v)]
-    if bad:
-        raise TrainingError(f"objective(s) {', '.join(bad)} came out non-finite ({values}); the model diverged")
-    return values
+        self.end(trial, "trained")
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in zip(self.space.labels(), values))
+        return TrialState.COMPLETE, values, f"{genes} -> {shown}"

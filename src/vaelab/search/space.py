@@ -10,11 +10,12 @@ import copy
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vaelab.core.config import apply_override, format_validation_error, read_yaml
 from vaelab.core.data_config import DataConfig
@@ -78,12 +79,13 @@ Gene = Annotated[Union[IntGene, FloatGene, ChoiceGene], Field(discriminator="typ
 class Template(Strict):
     """How genes become a model. Values are literals or `$gene` references.
 
-    mlp:  hidden widths (list; `depth` keeps the first `depth` of them), latent, activation.
-    conv: channels per stride-2 conv (list; `depth` as above), kernel (even, >= 4), latent, activation.
-    `set` maps other dotted config keys (`train.lr`, `loss.kl_weight`, ...) to literals or `$gene`.
+    family: a name from `vaelab.search.families.FAMILIES` (mlp, conv, spatial), or a `$gene` choosing among them.
+    hidden (mlp widths), channels (conv channels), kernel (one value, or one per conv layer): lists cut to the
+    first `depth` entries; latent (units, or channels of a spatial latent), activation.
+    `set` maps other dotted config keys (`train.lr`, `loss.kl_weight`, `loss.recon`, ...) to literals or `$gene`.
     """
 
-    family: Literal["mlp", "conv"] = "mlp"
+    family: Any = "mlp"
     latent: Any = 8
     hidden: list[Any] = Field(default_factory=lambda: [64])
     channels: list[Any] = Field(default_factory=lambda: [16, 32])
@@ -124,21 +126,53 @@ class SearchSettings(Strict):
     population: int = Field(8, ge=2)
     trials: int = Field(32, ge=1, description="trained models in all (default budget of `vaelab search`)")
     seed: int = 0
-    sampler: Literal["nsga2", "random"] = "nsga2"
+    sampler: str = Field("nsga2", description="a name from vaelab.search.sampler.SAMPLERS: nsga2, tpe, gp, random")
     crossover_prob: float = Field(0.9, ge=0, le=1)
     mutation_prob: float | None = Field(None, ge=0, le=1)
     surrogate: SurrogateSpec = Field(default_factory=SurrogateSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    heartbeat_interval: int = Field(30, ge=1, description="seconds between a running trial's heartbeats (databases)")
+    grace_period: int = Field(120, ge=2, description="seconds without a heartbeat before a trial's worker counts as dead")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SearchSettings":
+        from vaelab.search.pruning import check_pruner
+        from vaelab.search.sampler import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler: {_unknown(SAMPLERS, self.sampler)}")
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"grace_period ({self.grace_period}) must exceed heartbeat_interval ({self.heartbeat_interval}); "
+                             "about 4 heartbeats is safe")
+        check_pruner(self.pruner.name, self.pruner.options())
+        return self
+
+
+def _unknown(registry, name: str) -> str:
+    from vaelab.core.registry import UnknownNameError
+
+    return str(UnknownNameError(registry.kind, name, registry.names()))
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class SearchSpace(Strict):
-    name: str = "search"
+    name: str = Field("search", description="study name and default folder searches/NAME: letters, digits, . _ -")
     data: DataConfig = Field(default_factory=DataConfig)
     genes: dict[str, Gene]
     template: Template = Field(default_factory=Template)
     base: dict[str, Any] = Field(default_factory=dict, description="loss/train/seed sections of every trial's config")
     objectives: list[ObjectiveSpec] = Field(min_length=2)
     search: SearchSettings = Field(default_factory=SearchSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not NAME_RE.match(v) or ".." in v:
+            raise ValueError(f"{v!r} is not a plain name: use letters, digits, '.', '_' and '-' (no '/', no '..', at most "
+                             "100 characters); it names the study and the folder searches/NAME")
+        return v
 
     @model_validator(mode="after")
     def _refs(self) -> "SearchSpace":
@@ -147,20 +181,30 @@ class SearchSpace(Strict):
         for where, value in _template_values(self.template):
             if isinstance(value, str) and value.startswith("$") and value[1:] not in self.genes:
                 raise ValueError(f"template.{where} refers to unknown gene {value!r}; genes: {', '.join(self.genes)}")
+        self._check_family()
         for key in ("model", "data"):
             if key in self.base:
                 raise ValueError(f"base.{key}: the model comes from the template and the data from `data`; remove base.{key}")
-        from vaelab.search.objectives import OBJECTIVES
+        from vaelab.search.objectives import OBJECTIVES, check_options
 
         for i, o in enumerate(self.objectives):
-            try:
-                OBJECTIVES.entry(o.name)
-            except KeyError as e:  # UnknownNameError: as a validation error, so the message names the field
-                raise ValueError(f"objectives[{i}].name: {e}") from None
+            if o.name not in OBJECTIVES:
+                raise ValueError(f"objectives[{i}].name: {_unknown(OBJECTIVES, o.name)}")
+            check_options(o.name, o.options(), f"objectives[{i}]")
         labels = [objective_label(o) for o in self.objectives]
         if len(set(labels)) != len(labels):
             raise ValueError(f"objectives have repeated labels {labels}; give each a distinct `label`")
         return self
+
+    def _check_family(self) -> None:
+        from vaelab.search.families import FAMILIES
+
+        fam = self.template.family
+        names = self.genes[fam[1:]].choices if isinstance(fam, str) and fam.startswith("$") and \
+            isinstance(self.genes[fam[1:]], ChoiceGene) else [fam]
+        for n in names:
+            if n not in FAMILIES:
+                raise ValueError(f"template.family: {_unknown(FAMILIES, str(n))}")
 
     # ------------------------------------------------------------------ genes -> config
     def directions(self) -> list[str]:
@@ -172,16 +216,17 @@ class SearchSpace(Strict):
         return [objective_label(o) for o in self.objectives]
 
     def trial_config(self, genes: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, Any]:
-        """The raw config dict (validate with `load_config`) for one gene set on data of `input_shape`."""
-        t = self.template
+        """The raw config dict (validate with `load_config`) for one gene set on data of `input_shape`; a ConfigError
+        when the genes give no model (the search prunes such a trial without training)."""
+        from vaelab.search.families import FAMILIES
+
         value = lambda v: _resolve(v, genes)  # noqa: E731
-        fill = {"mlp": _mlp_layers, "conv": _conv_layers}[t.family]
-        model = fill(t, value, tuple(input_shape))
+        model = FAMILIES.get(str(value(self.template.family)))(_picker(self.template, value), tuple(input_shape))
         raw = copy.deepcopy(self.base)
         raw.setdefault("name", self.name)
         raw["model"] = model
         raw["data"] = self.data.model_dump(mode="json")
-        for key, v in t.set.items():
+        for key, v in self.template.set.items():
             apply_override(raw, f"{key}={json.dumps(value(v))}")
         return raw
 
@@ -197,11 +242,14 @@ def objective_label(o: ObjectiveSpec) -> str:
 
 
 def _template_values(t: Template):
-    for k in ("latent", "kernel", "depth", "activation"):
+    for k in ("family", "latent", "depth", "activation"):
         yield k, getattr(t, k)
     for k in ("hidden", "channels"):
         for i, v in enumerate(getattr(t, k)):
             yield f"{k}[{i}]", v
+    kernels = t.kernel if isinstance(t.kernel, list) else [t.kernel]
+    for i, v in enumerate(kernels):
+        yield f"kernel[{i}]" if isinstance(t.kernel, list) else "kernel", v
     for k, v in t.set.items():
         yield f"set.{k}", v
 
@@ -216,49 +264,32 @@ def _positive_int(v: Any, where: str) -> int:
     return int(v)
 
 
-def _widths(t: Template, value, key: str) -> list[int]:
-    items = [_positive_int(value(v), f"{key}[{i}]") for i, v in enumerate(getattr(t, key))]
-    if t.depth is not None:
-        depth = _positive_int(value(t.depth), "depth")
-        if depth > len(items):
-            raise ConfigError(f"template.depth {depth} exceeds the {len(items)} entries of template.{key}; list more widths")
-        items = items[:depth]
-    return items
+def _picker(t: Template, value):
+    """`pick(key)` for the families: genes filled in, lists cut to `depth`, kernel repeated per conv layer."""
+    depth = _positive_int(value(t.depth), "depth") if t.depth is not None else None
 
+    def listed(key: str, items: list[Any]) -> list[int]:
+        out = [_positive_int(value(v), f"{key}[{i}]") for i, v in enumerate(items)]
+        if depth is not None:
+            if depth > len(out):
+                raise ConfigError(f"template.depth {depth} exceeds the {len(out)} entries of template.{key}; list more")
+            out = out[:depth]
+        return out
 
-def _mlp_layers(t: Template, value, shape: tuple[int, ...]) -> dict[str, Any]:
-    from vaelab.model.presets.seeds import mlp
+    def pick(key: str) -> Any:
+        if key in ("hidden", "channels"):
+            return listed(key, getattr(t, key))
+        if key == "kernel":
+            n = len(listed("channels", t.channels))
+            ks = listed("kernel", t.kernel) if isinstance(t.kernel, list) else [_positive_int(value(t.kernel), "kernel")] * n
+            if len(ks) < n:
+                raise ConfigError(f"template.kernel lists {len(ks)} kernels for {n} conv layers; list one per layer")
+            return ks[:n]
+        if key == "latent":
+            return _positive_int(value(t.latent), "latent")
+        return value(getattr(t, key))
 
-    latent = _positive_int(value(t.latent), "latent")
-    return mlp(shape, 0, hidden=_widths(t, value, "hidden"), latent=latent, activation=str(value(t.activation)))
-
-
-def _conv_layers(t: Template, value, shape: tuple[int, ...]) -> dict[str, Any]:
-    """Stride-2 convs (kernel k, padding k/2-1: exact halving) down, transposed convs back up."""
-    if len(shape) != 3:
-        raise ConfigError(f"template.family conv needs image data (C, H, W); this data is {shape} per sample: use family mlp")
-    k = _positive_int(value(t.kernel), "kernel")
-    if k < 4 or k % 2:
-        raise ConfigError(f"template.kernel must be even and >= 4 so a stride-2 conv halves exactly, got {k}")
-    latent = _positive_int(value(t.latent), "latent")
-    act, pad = str(value(t.activation)), k // 2 - 1
-    chans = _widths(t, value, "channels")
-    c, h, w = shape
-    enc, prev = [], c
-    for ch in chans:
-        enc += [f"C2d_{prev}_{ch}_{k}_2_{pad}", act]
-        prev, h, w = ch, h // 2, w // 2
-    # too many halvings gives a zero-sized map: the builder's shape check fails and the trial is marked failed
-    flat = prev * h * w
-    enc.append("Flatten")
-    dec = [f"Linear_{latent}_{max(flat, 1)}", act, f"Unflatten_{prev}_{max(h, 1)}_{max(w, 1)}"]
-    for i, ch in enumerate([*reversed(chans[:-1]), c]):
-        dec += [f"CT2d_{prev}_{ch}_{k}_2_{pad}"]
-        prev = ch
-        if i < len(chans) - 1:
-            dec.append(act)
-    head = [f"Linear_{flat}_{latent}"]
-    return {"encoder": enc, "heads": {"mu": head, "logvar": list(head)}, "decoder": dec}
+    return pick
 
 
 def load_space(source: str | Path | dict[str, Any]) -> SearchSpace:
