@@ -20,14 +20,12 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from vaelab.core.registry import Registry
-from vaelab.search.space import SearchSpace, distributions, encode_genes
+from vaelab.search.space import SAMPLERS, SearchSpace, distributions, encode_genes
 from vaelab.search.storage import host_id
 from vaelab.search.surrogate import Surrogate, crowding_distance, non_domination_rank, rank_candidates, to_minimise
 from vaelab.search.trials import genes_key
 
 SamplerFactory = Callable[[SearchSpace, int], optuna.samplers.BaseSampler]
-SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
 PREDICTED_ATTR = "predicted"
 
 

@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vaelab.core.config import apply_override, format_validation_error, read_yaml
 from vaelab.core.data_config import DataConfig
 from vaelab.core.errors import ConfigError
+from vaelab.core.registry import Registry
+
+# Filled by vaelab.search.sampler (imported on the first lookup), which needs this module's SearchSpace.
+SAMPLERS: Registry = Registry("sampler", populate="vaelab.search.sampler")
 
 
 class Strict(BaseModel):
@@ -137,7 +141,6 @@ class SearchSettings(Strict):
     @model_validator(mode="after")
     def _check(self) -> "SearchSettings":
         from vaelab.search.pruning import check_pruner
-        from vaelab.search.sampler import SAMPLERS
 
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler: {_unknown(SAMPLERS, self.sampler)}")
