@@ -143,6 +143,8 @@ CASES = [
     (["interpolate", "RUN", "0", "1", "--steps", "1000000000", "--out", "F/i"], 2, ["--steps must be in 2..10,000"]),
     (["ood", "RUN", "--out-data", "digits", "--limit", "0"], 2, ["--limit must be"]),
     (["ood", "RUN", "--out-data", "digits", "--scores", "nosuch", "--limit", "4"], 2, ["--scores", "nosuch"]),
+    (["ood", "RUN", "--out-data", "digits", "--regret-lr", "nan", "--limit", "4"], 2, ["regret.lr", "greater than 0"]),
+    (["convert", "F/empty.npy"], 2, ["empty.npy: not a readable text config"]),
     (["data", "describe", "table", "F/empty.npy"], 2, ["empty.npy: no rows"]),
     (["data", "describe", "nosuch"], 2, ["unknown dataset 'nosuch'"]),
     (["check", "--nosuch"], 2, ["No such option: --nosuch"]),

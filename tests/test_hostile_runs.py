@@ -176,3 +176,16 @@ def test_resume_without_changes_restores_the_schedule_exactly(tmp_path):
     assert [r["lr"] for r in read_metrics(tmp_path / "part")] == [r["lr"] for r in read_metrics(full)]
     assert [r["train_loss"] for r in read_metrics(tmp_path / "part")] == pytest.approx(
         [r["train_loss"] for r in read_metrics(full)], abs=1e-6)
+
+
+def test_an_untrained_checkpoint_may_also_change_its_step_settings(run):
+    from vaelab.training.run_folder import resume_config
+
+    truth = load_config(tiny_config()).to_dict()
+    cfg, changed = resume_config(truth, run, ["train.batch_size=7"], fresh=True)  # epoch 0: nothing trained yet
+    assert cfg.train.batch_size == 7 and changed == ["train.batch_size"]
+    with pytest.raises(ConfigError, match="train.batch_size differs"):
+        resume_config(truth, run, ["train.batch_size=7"])
+    for refused in ("train.optimizer.name=sgd", "loss.kl_weight=3"):  # the restored optimizer state, the objective
+        with pytest.raises(ConfigError, match="differs"):
+            resume_config(truth, run, [refused], fresh=True)
