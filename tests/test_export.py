@@ -155,10 +155,12 @@ def test_import_then_export_diffusers_matches_to_1e5(name, tmp_path):
 def test_imported_model_fine_tunes(tmp_path):
     make_kl(tmp_path / "kl", **KL_CONFIGS["two-blocks"])
     images = make_shapes_folder(tmp_path / "img", n=8, size=16)
-    cli("import-diffusers", tmp_path / "kl", "--out", tmp_path / "run", "--data", f"image_folder:{images}")
+    cli("import-diffusers", tmp_path / "kl", "--out", tmp_path / "run", "--data", f"image_folder:{images}",
+        "--set", "train.batch_size=4")
+    assert load_run(tmp_path / "run").config.train.batch_size == 4
     before = load_run(tmp_path / "run").model.state_dict()
-    cli("train", "--resume", tmp_path / "run", "--set", "train.epochs=1", "--set", "train.batch_size=4",
-        "--set", "train.progress=false", "--set", "train.figures=false")
+    cli("train", "--resume", tmp_path / "run", "--set", "train.epochs=1", "--set", "train.progress=false",
+        "--set", "train.figures=false")
     after = load_run(tmp_path / "run")
     assert len(after.history) == 1 and any(not torch.equal(before[k], v) for k, v in after.model.state_dict().items())
 

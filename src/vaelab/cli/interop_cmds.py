@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -34,12 +34,14 @@ def import_diffusers(
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: the folder's name)"),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset the run evaluates and fine-tunes on: NAME, "
                                        "NAME:PATH or a YAML file with a data: section (default: image folder, no path)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Set a value of the run's config: dotted.key=value "
+                                             "(repeatable), e.g. --set train.batch_size=8 for the fine-tuning"),
 ) -> None:
     """Turn a diffusers AutoencoderKL into a vaelab run (seed 001 layer vocabulary): evaluate, sample or
     fine-tune it (`vaelab train --resume RUN --set train.epochs=N`) like any run. Needs `pip install vaelab[diffusers]`."""
     from vaelab.use.diffusers_interop import import_diffusers as run_import
 
-    res = run_import(folder, out, name=name, data=data)
+    res = run_import(folder, out, name=name, data=data, overrides=list(set_ or []))
     for note in res.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(str(res.run_dir))

@@ -170,20 +170,22 @@ OOD_DATA_HELP = ("NAME:PATH (e.g. mnist:../shared/data/mnist), NAME for datasets
                  "or a YAML file with a data: section (any DataConfig field: name, path, options, limit); the test split is used")
 
 
-def _ood_data(inside, outside, old_in, old_out):
-    """--in-data/--out-data, accepting the old --in/--out with a deprecation note; --out naming a folder is refused
-    with the option the user most likely meant (every other command's --out is an output folder)."""
+def _ood_data(inside, outside, old_in, old_out) -> tuple[str | None, str, list[str]]:
+    """--in-data/--out-data, accepting the old --in/--out (deprecation notes returned, printed once the command
+    has worked, so an error stays one line); --out naming a folder is refused with the option the user most likely
+    meant (every other command's --out is an output folder)."""
+    notes = []
     for old, new, value in (("--in", "--in-data", old_in), ("--out", "--out-data", old_out)):
         if value is not None:
             if Path(value).is_dir() or (old == "--out" and ":" not in value and "/" in value):
                 raise typer.BadParameter(f"{old} {value}: the OOD command's data options are --in-data/--out-data "
                                          "(NAME[:PATH]); its output folder is --out-dir")
-            typer.echo(f"note: {old} is deprecated for `vaelab ood`; use {new}", err=True)
+            notes.append(f"note: {old} is deprecated for `vaelab ood`; use {new}")
     inside = inside if inside is not None else old_in
     outside = outside if outside is not None else old_out
     if outside is None:
         raise typer.BadParameter("give the out-of-distribution data with --out-data NAME[:PATH]")
-    return inside, outside
+    return inside, outside, notes
 
 
 @app.command()
@@ -214,7 +216,7 @@ def ood(
     from vaelab.use.inputs import dataset_items, open_run
     from vaelab.use.ood import cli_options, ood as run_ood
 
-    inside, outside = _ood_data(inside, outside, old_in, old_out)
+    inside, outside, notes = _ood_data(inside, outside, old_in, old_out)
     r = open_run(run)
     a = dataset_items(r, inside, limit=limit)
     b = dataset_items(r, outside, limit=limit)
@@ -224,6 +226,8 @@ def ood(
                  [(s, f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  FPR@95%TPR {m['fpr95']:.4f}") for s, m in res.metrics.items()])
     for line in res.notes["warnings"]:
         typer.echo(f"warning: {line}", err=True)
+    for note in notes:
+        typer.echo(note, err=True)
     typer.echo(f"{res.csv}\n{res.figure}")
 
 

@@ -217,8 +217,9 @@ def config_notes(cfg: dict[str, Any]) -> list[str]:
 
 
 def import_diffusers(folder: str | Path, out: str | Path | None = None, *, name: str | None = None,
-                     data: str | None = None) -> Imported:
-    """Write a vaelab run folder holding the AutoencoderKL in `folder`; it then resumes (fine-tunes) like any run."""
+                     data: str | None = None, overrides: list[str] | None = None) -> Imported:
+    """Write a vaelab run folder holding the AutoencoderKL in `folder`; it then resumes (fine-tunes) like any run.
+    `overrides` (dotted.key=value) set what a resume may not change later, e.g. train.batch_size or loss.*."""
     from vaelab.core.config import load_config
     from vaelab.training.runs import default_run_dir
 
@@ -230,7 +231,7 @@ def import_diffusers(folder: str | Path, out: str | Path | None = None, *, name:
         raise ConfigError(f"import-diffusers needs diffusers: {INSTALL_HINT}") from None
     raw: dict[str, Any] = {"name": name or folder.resolve().name, "model": model_section(dcfg),
                            "loss": {"recon": "mse"}, "data": _data_section(dcfg, data)}
-    cfg = load_config(raw)
+    cfg = load_config(raw, overrides)
     run_dir = Path(out) if out is not None else default_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise CheckpointError(f"--out {run_dir}: exists and is not empty; choose a new folder (nothing was written)")
