@@ -78,3 +78,29 @@ def test_copies_do_not_mix():
     out = run_module(conv, params, h)
     torch.testing.assert_close(out[0], out[2])
     assert (out[0] - out[1]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("betas,wd,dtype", [((0.9, 0.999), 0.0, torch.float32),  # the regret's setting
+                                             ((0.8, 0.9), 1e-2, torch.float64)])  # V rescaled at steps 66 and 131
+def test_stacked_adam_follows_torch_adam(betas, wd, dtype):
+    """The same trajectory as one torch.optim.Adam per copy: to rounding in float32 over the regret's 100 steps,
+    to 1e-9 in float64 over 150 (in float32 a fast-forgetting beta2 near the optimum amplifies rounding)."""
+    from vaelab.use.regret import _StackedAdam
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(3, 4, 5, generator=g, dtype=dtype)
+    start = torch.randn(3, 4, 5, generator=g, dtype=dtype)
+    ours = start.clone().requires_grad_(True)
+    ref = [start[i].clone().requires_grad_(True) for i in range(3)]  # one torch Adam per copy
+    adam = _StackedAdam([ours], 0.05, betas=betas, weight_decay=wd)
+    opts = [torch.optim.Adam([r], lr=0.05, betas=betas, weight_decay=wd) for r in ref]
+    steps = 100 if dtype == torch.float32 else 150
+    for step in range(steps):
+        scale = torch.linspace(1e-6, 1.0, 5, dtype=dtype) * (1 + step % 3)  # gradients over 6 orders of magnitude
+        adam.step(torch.autograd.grad(((ours - target) ** 2 * scale).sum(), [ours]))
+        for r, o, t in zip(ref, opts, target):
+            o.zero_grad()
+            ((r - t) ** 2 * scale).sum().backward()
+            o.step()
+    tol = 1e-5 if dtype == torch.float32 else 1e-9
+    torch.testing.assert_close(ours.detach(), torch.stack([r.detach() for r in ref]), atol=tol, rtol=tol)

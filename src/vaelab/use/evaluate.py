@@ -77,6 +77,7 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         "active_units": n_active, "latent_dims": int(kl_per_dim.numel()),
         "kl_per_dim": [round(float(v), 6) for v in kl_per_dim], "unit_variance": [round(v, 6) for v in unit_var],
     }
+    m.update(training_loss(run, x, c, seed))
     if run.data_meta.get("normalization"):
         m["standardized"] = True  # mse, NLLs and KL above are in standardised units; feature metrics below are not
     kind = _feature_kind(items.source)
@@ -130,6 +131,28 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
     path = out_dir / EVALUATION_NAME
     atomic_write_text(path, json.dumps(m, indent=2) + "\n")
     return Evaluation(m, path, figures)
+
+
+@torch.no_grad()
+def training_loss(run: Run, x, c, seed: int, batch_size: int = 256) -> dict[str, Any]:
+    """The run's own objective on the items, per sample, with every term at its configured weight and the KL
+    schedule at its end (1): what training minimised, in its units (nats for `reduction: sum` likelihood terms,
+    means for `reduction: mean`). One posterior draw per item from a seeded stream; the global RNG is restored."""
+    from vaelab.training.loss_setup import LossSetup
+
+    model = run.model
+    setup = LossSetup.from_config(run.config, model, tuple(run.data_meta.get("value_range") or (0.0, 1.0)))
+    total, n = 0.0, 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for s in range(0, x.shape[0], batch_size):
+            xb = x[s : s + batch_size]
+            cb = None if c is None else c[s : s + batch_size]
+            total += float(setup(model(xb, cb), xb, 1.0).total) * xb.shape[0]
+            n += xb.shape[0]
+    weights = ", ".join(f"{k} x {v:g}" for k, v in setup.weights.items())
+    return {"training_loss": total / max(n, 1), "training_loss_terms": weights,
+            "training_loss_reduction": run.config.loss.reduction}
 
 
 def _conditional_accuracy(run: Run, seed: int) -> dict[str, Any]:
