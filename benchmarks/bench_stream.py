@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.core.config import ModelConfig
 from vaelab.data import DataConfig, load_data
@@ -71,7 +72,7 @@ def main() -> None:
 
         # ---- TRAIN: the model alone, batches in memory
         mcfg = ModelConfig(preset="seed001-sd", preset_args={"base": args.base}, latent_scale=0.18215)
-        model = build_model(mcfg, (3, args.size, args.size), value_range=(-1.0, 1.0))
+        model = build_model(mcfg, DataSpec((3, args.size, args.size), value_range=(-1.0, 1.0)))
         opt = torch.optim.AdamW(model.parameters(), lr=4e-4)
         weights = {"recon": 200.0, "kl": 0.0025, "ssim": 0.5, "sparse": 0.1}
         x_mem, _ = split.take(args.batch)

@@ -70,7 +70,7 @@ def make_trainer(x: torch.Tensor, precision: str, run_dir: Path) -> Trainer:
                        "train": {"batch_size": 128, "lr": 1e-3, "epochs": 1000, "precision": precision,
                                  "progress": False, "figures": False, "device": "cpu"}})
     bundle = DataBundle(ArraySplit(ArrayData(x)), None, None, (1, 28, 28), (0.0, 1.0), None, "mnist-test")
-    model = build_model(cfg.model, bundle.shape, value_range=bundle.value_range)
+    model = build_model(cfg.model, bundle.spec)
     return Trainer(cfg, run_dir, bundle, model, torch.device("cpu"))
 
 

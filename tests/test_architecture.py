@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.core.config import ModelConfig
 from vaelab.core.errors import ModelError
@@ -52,7 +53,7 @@ def test_seed003_printed_model():
 
 
 def test_conditional_mlp_concatenates_one_hot_at_both_ends():
-    m = build_model(ModelConfig(preset="seed002-mlp", condition={"kind": "label"}), (1, 28, 28), num_classes=10)
+    m = build_model(ModelConfig(preset="seed002-mlp", condition={"kind": "label"}), DataSpec((1, 28, 28), num_classes=10))
     assert m.encoder[1].in_features == 794 and m.decoder[0].in_features == 12
     y = torch.tensor([0, 3, 9])
     c = m.condition_vector(y)
@@ -67,7 +68,7 @@ def test_conditional_mlp_concatenates_one_hot_at_both_ends():
 
 
 def test_label_out_of_range():
-    m = build_model(ModelConfig(preset="seed002-mlp", condition={"kind": "label"}), (1, 28, 28), num_classes=10)
+    m = build_model(ModelConfig(preset="seed002-mlp", condition={"kind": "label"}), DataSpec((1, 28, 28), num_classes=10))
     with pytest.raises(ValueError, match="label out of range"):
         m.condition_vector(torch.tensor([10]))
 
@@ -77,7 +78,7 @@ def test_conv_condition_broadcast_as_channels():
     c = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     out = inject_condition(h, c)
     assert out.shape == (2, 5, 4, 4) and out[1, 4].eq(1).all() and out[1, 3].eq(0).all()
-    m = build_model(ModelConfig(preset="seed003-conv", condition={"kind": "label"}), (1, 28, 28), num_classes=10)
+    m = build_model(ModelConfig(preset="seed003-conv", condition={"kind": "label"}), DataSpec((1, 28, 28), num_classes=10))
     assert m.encoder[0].in_channels == 11
 
 
@@ -115,9 +116,9 @@ def test_decoder_must_end_at_input_shape():
 
 def test_output_activation_follows_data_range():
     cfg = ModelConfig(encoder=["Linear_4_8"], decoder=["Linear_4_4"])
-    assert build_model(cfg, (4,), value_range=(0.0, 1.0)).output_activation == "sigmoid"
-    assert build_model(cfg, (4,), value_range=(-1.0, 1.0)).output_activation == "tanh"
-    assert build_model(cfg, (4,), value_range=(-3.0, 5.0)).output_activation == "identity"
+    assert build_model(cfg, DataSpec((4,), value_range=(0.0, 1.0))).output_activation == "sigmoid"
+    assert build_model(cfg, DataSpec((4,), value_range=(-1.0, 1.0))).output_activation == "tanh"
+    assert build_model(cfg, DataSpec((4,), value_range=(-3.0, 5.0))).output_activation == "identity"
     double = ModelConfig(encoder=["Linear_4_8"], decoder=["Linear_4_4", "Sigmoid"], output_activation="sigmoid")
     with pytest.raises(Exception, match="ends with Sigmoid"):
         build_model(double, (4,))

@@ -39,13 +39,14 @@ def test_preset_on_the_wrong_rank_names_the_right_one(tmp_path):
 
 
 def test_bf16_on_cpu_trains_with_fp32_loss_terms(tmp_path):
+    from vaelab.data.spec import DataSpec
     from vaelab.model.build import build_model
     from vaelab.training.loss_setup import LossSetup
 
     cfg = table_config(tmp_path, (1, 8, 8), "conv2d", precision="bf16")
     run = train(cfg, tmp_path / "run")
     assert np.isfinite(read_metrics(run)[0]["train_loss"])
-    model = build_model(cfg.model, (1, 8, 8), value_range=(0.0, 1.0))
+    model = build_model(cfg.model, DataSpec((1, 8, 8), value_range=(0.0, 1.0)))
     x = torch.rand(4, 1, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)

@@ -8,7 +8,7 @@ import torch
 from vaelab.core.config import load_config
 from vaelab.core.errors import ConfigError, DataError
 from vaelab.data import DataConfig, load_data
-from vaelab.data.normalize import MIN_STD, Standardizer, fit_standardizer, standardizer_from_meta
+from vaelab.data.normalize import MIN_STD, Standardizer, fit_standardizer
 from vaelab.data.synthetic import make_amass, synthetic_poses
 from vaelab.training.runs import load_run
 from vaelab.training.trainer import train
@@ -82,7 +82,7 @@ def test_standardized_run_stores_the_fit_and_gives_outputs_in_data_units(tmp_pat
                        "loss": {"recon": "mse", "alpha": 10.0},
                        "train": {"epochs": 2, "batch_size": 32, "progress": False, "figures": False}})
     run = load_run(train(cfg, tmp_path / "run"))
-    s = standardizer_from_meta(run.data_meta)
+    s = run.data_spec.normalization
     assert s is not None and run.model.output_activation == "identity"
     raw = load_data(DataConfig(name="amass", path=clip), 0).test.x
     items = dataset_items(run)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vaelab.api import check_config
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.core.config import load_config
 from vaelab.training.runs import load_run, read_metrics
@@ -64,7 +65,7 @@ def test_recipe_checks_and_trains_one_epoch(path, synthetic, tmp_path, monkeypat
 
 def _model(name: str, shape, **kw):
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
-    return build_model(cfg.model, shape, **kw)
+    return build_model(cfg.model, DataSpec(shape, **kw))
 
 
 # seed 003's README printout, module by module (encoder_conv, encoder_mean, encoder_std, decoder)

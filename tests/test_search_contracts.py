@@ -12,6 +12,7 @@ import torch
 from vaelab.core.config import load_config
 from vaelab.core.errors import ConfigError
 from vaelab.data import load_data
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.search.families import FAMILIES
 from vaelab.search.hypervolume import hypervolume
@@ -103,7 +104,7 @@ def test_every_family_gives_a_model_that_builds_and_refuses_one_that_cannot(name
     space = load_space({**SPACE, "genes": {"depth": {"type": "int", "low": 1, "high": 5}}, "template": template})
     for depth in (1, 2):
         cfg = load_config(space.trial_config({"depth": depth}, (1, 28, 28)))
-        model = build_model(cfg.model, (1, 28, 28), value_range=(0.0, 1.0))
+        model = build_model(cfg.model, DataSpec((1, 28, 28), value_range=(0.0, 1.0)))
         assert tuple(model.input_shape) == (1, 28, 28)
         assert model(torch.rand(2, 1, 28, 28)) is not None
     if name != "mlp":  # 28 -> 14 -> 7 -> 3 -> 1 -> 0 with kernel 4

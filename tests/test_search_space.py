@@ -3,6 +3,7 @@ import copy
 
 import pytest
 
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.core.config import load_config
 from vaelab.core.errors import ConfigError, ModelError
@@ -54,7 +55,7 @@ def test_mlp_template_is_an_ordinary_config_with_input_size_from_the_data():
     assert cfg.model.heads.mu == ["Linear_17_4"]
     assert cfg.model.decoder[-2:] == ["Linear_17_64", "Unflatten_1_8_8"]
     assert cfg.train.lr == pytest.approx(0.005)
-    model = build_model(cfg.model, (1, 8, 8), value_range=(0.0, 1.0))
+    model = build_model(cfg.model, DataSpec((1, 8, 8), value_range=(0.0, 1.0)))
     assert tuple(model.latent_shape) == (4,)
     wide = load_config(s.trial_config({"latent_dim": 4, "mid_layer": 17, "act": "ReLU", "lr": 0.005}, (88,)))
     assert wide.model.encoder[0] == "Linear_88_17"  # seed 000's 88-wide quaternion rows: no Flatten, width from data
@@ -64,11 +65,11 @@ def test_conv_template_builds_and_too_deep_fails_at_build():
     s = space(genes={"d": {"type": "int", "low": 1, "high": 4}},
               template={"family": "conv", "channels": [8, 16, 16, 16], "depth": "$d", "latent": 5})
     ok = load_config(s.trial_config({"d": 2}, (1, 8, 8)))
-    model = build_model(ok.model, (1, 8, 8), value_range=(0.0, 1.0))
+    model = build_model(ok.model, DataSpec((1, 8, 8), value_range=(0.0, 1.0)))
     assert tuple(model.input_shape) == (1, 8, 8) and tuple(model.latent_shape) == (5,)
     with pytest.raises((ConfigError, ModelError)):  # 8 -> 4 -> 2 -> 1 -> 0: the shape check refuses it
         bad = load_config(s.trial_config({"d": 4}, (1, 8, 8)))
-        build_model(bad.model, (1, 8, 8), value_range=(0.0, 1.0))
+        build_model(bad.model, DataSpec((1, 8, 8), value_range=(0.0, 1.0)))
     with pytest.raises(ConfigError, match="conv needs image data"):
         s.trial_config({"d": 1}, (64,))
 

@@ -10,6 +10,7 @@ import torch
 
 from vaelab.core.config import load_config
 from vaelab.core.errors import ConfigError, DeprecatedKeyWarning
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.training.distributed import DistContext, LocalContext
 from vaelab.training.loss_setup import LossSetup
@@ -25,7 +26,7 @@ def _cfg(tiny, **train):
 def _model(cfg):
     """The tiny MLP VAE with a posterior so narrow (logvar -30) that its sampling noise is below 1e-6."""
     torch.manual_seed(0)
-    model = build_model(cfg.model, (1, 8, 8), value_range=(0.0, 1.0))
+    model = build_model(cfg.model, DataSpec((1, 8, 8), value_range=(0.0, 1.0)))
     with torch.no_grad():
         for p in model.logvar_head.parameters():
             p.zero_()

@@ -137,7 +137,7 @@ def test_load_run_restores_model(tmp_path, tiny):
     r = load_run(run)
     x = torch.rand(4, 1, 8, 8)
     assert r.model(x, sample=False).x_hat.shape == x.shape
-    assert r.data_meta["shape"] == [1, 8, 8] and r.config.name == "tiny"
+    assert list(r.data_spec.shape) == [1, 8, 8] and r.config.name == "tiny"
 
 
 def test_checkpoint_never_runs_code(tmp_path):

@@ -195,6 +195,7 @@ def test_lr_scheduler_keeps_a_positive_rate_and_round_trips(name):
 # ------------------------------------------------------------------------------------------- precisions
 @pytest.mark.parametrize("name", PRECISIONS.names())
 def test_precision_trains_a_step_on_cpu_or_refuses_with_the_fix(name):
+    from vaelab.data.spec import DataSpec
     from vaelab.model.build import build_model
     from vaelab.training.loss_setup import LossSetup
     from vaelab.training.step import TrainStep
@@ -208,7 +209,7 @@ def test_precision_trains_a_step_on_cpu_or_refuses_with_the_fix(name):
             get_precision(name, CPU)
         return
     torch.manual_seed(0)
-    model = build_model(cfg.model, (1, 8, 8), value_range=(0.0, 1.0))
+    model = build_model(cfg.model, DataSpec((1, 8, 8), value_range=(0.0, 1.0)))
     step = TrainStep.from_config(cfg, model, LossSetup.from_config(cfg, model, (0.0, 1.0)), CPU)
     before = [p.detach().clone() for p in model.parameters()]
     terms = step(torch.rand(4, 1, 8, 8), None, 1.0)

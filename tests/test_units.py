@@ -7,6 +7,7 @@ import torch
 
 from vaelab.core.config import load_config
 from vaelab.data.base import ArrayData
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.training.precision import get_precision
 from vaelab.training.runs import read_metrics
@@ -20,7 +21,7 @@ def _identity_encoder():
     """mu = (x0, 0.05 * x1), logvar = 0: unit 0 follows x0, unit 1 barely moves."""
     cfg = load_config({"model": {"encoder": ["Flatten"], "heads": {"mu": ["Linear_2_2"], "logvar": ["Linear_2_2"]},
                                  "decoder": ["Linear_2_2"]}})
-    model = build_model(cfg.model, (2,), value_range=(0.0, 1.0))
+    model = build_model(cfg.model, DataSpec((2,), value_range=(0.0, 1.0)))
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()

@@ -107,6 +107,7 @@ def test_decoder_with_its_own_sigmoid_gets_a_bernoulli_likelihood():
     """Seed 003 ends its decoder in Sigmoid: the NLL must be the Bernoulli one, as its BCE loss is."""
     import torch
 
+    from vaelab.data.spec import DataSpec
     from vaelab.model.build import build_model
     from vaelab.core.config import ModelConfig
     from vaelab.use.likelihood import default_likelihood, nll
@@ -115,7 +116,7 @@ def test_decoder_with_its_own_sigmoid_gets_a_bernoulli_likelihood():
     enc = ["Flatten", "Linear_16_8"]
     own2 = build_model(ModelConfig(encoder=enc, decoder=["Linear_4_16", "Unflatten_1_4_4", "Sigmoid"]), (1, 4, 4))
     # the same weights with sigmoid as the output activation instead
-    ref = build_model(ModelConfig(encoder=enc, decoder=["Linear_4_16", "Unflatten_1_4_4"]), (1, 4, 4), value_range=(0, 1))
+    ref = build_model(ModelConfig(encoder=enc, decoder=["Linear_4_16", "Unflatten_1_4_4"]), DataSpec((1, 4, 4), value_range=(0, 1)))
     ref.load_state_dict(own2.state_dict())
     assert own2.output_activation == "identity" and ref.output_activation == "sigmoid"
     x = torch.rand(6, 1, 4, 4).round()

@@ -45,20 +45,17 @@ def check_config(
     from vaelab.training.loss_setup import LossSetup
     from vaelab.training.precision import resolve_device
     from vaelab.training.preflight import preflight
-    from vaelab.training.runs import data_meta
 
     cfg = source if isinstance(source, Config) else load_config(source, overrides)
-    shape, meta, train_size = None, {}, None
+    spec, train_size = None, None
     if load_data:  # also with model.input_shape, which must then match the data (as `train` checks)
         bundle = load(cfg.data, cfg.seed)
-        meta = data_meta(bundle)
-        shape, train_size = bundle.shape, len(bundle.train)
-    vr = tuple(meta["value_range"]) if meta.get("value_range") else None
+        spec, train_size = bundle.spec, len(bundle.train)
+    vr = spec.value_range if spec is not None else (0.0, 1.0)
     device = resolve_device(cfg.train.device)
-    fp = preflight(cfg, shape, device, num_classes=meta.get("num_classes"), cond_dim=meta.get("cond_dim"), value_range=vr,
-                   train_size=train_size)
-    LossSetup.from_config(cfg, fp.model, vr or (0.0, 1.0))  # the loss checks the trainer makes
-    lo, hi = vr or (0.0, 1.0)
+    fp = preflight(cfg, spec, device, train_size=train_size)
+    LossSetup.from_config(cfg, fp.model, vr)  # the loss checks the trainer makes
+    lo, hi = vr
     recon = cfg.loss.recon if cfg.loss.recon != "auto" else ("bce" if lo >= 0 and hi <= 1 else "mse")
     batch = cfg.train.batch_size if isinstance(cfg.train.batch_size, int) else 1
     limit, limit_from = memory_limit(cfg, device)

@@ -24,7 +24,8 @@ def is_export_dir(path: str | Path) -> bool:
 
 
 def read_export(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """The folder as a checkpoint payload: config (dict), model (state dict), data_meta, history, epoch."""
+    """The folder as a checkpoint payload: config (dict), model (state dict), data_spec (or an older export's
+    data_meta), history, epoch."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -45,7 +46,7 @@ def read_export(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights}: not readable safetensors ({str(e).splitlines()[0][:200]})") from None
     return {"format": EXPORT_FORMAT, "config": doc["config"], "model": state, "ema": None,
-            "data_meta": doc.get("data_meta") or {}, "history": doc.get("history") or [],
+            "data_spec": doc.get("data_spec"), "data_meta": doc.get("data_meta") or {}, "history": doc.get("history") or [],
             "epoch": doc.get("epoch", 0), "path": str(weights)}
 
 

@@ -18,6 +18,7 @@ from vaelab.data.config import DataConfig, describe, load_data
 from vaelab.data.idx import read_idx
 from vaelab.data.images import StreamSplit, list_images, load_image
 from vaelab.data.pi import load_pi, render_points
+from vaelab.data.spec import DataSpec, data_spec
 
 __all__ = [
     "DATASETS",
@@ -25,6 +26,8 @@ __all__ = [
     "ArraySplit",
     "DataBundle",
     "DataConfig",
+    "DataSpec",
+    "data_spec",
     "Options",
     "Source",
     "Split",

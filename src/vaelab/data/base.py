@@ -4,6 +4,7 @@ from __future__ import annotations
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from vaelab.core.errors import ConfigError, DataError
 from vaelab.core.vocab import DATASETS, Options, dataset_options  # noqa: F401  (re-exported)
+from vaelab.data.spec import DataSpec, data_spec
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
 
@@ -159,6 +161,11 @@ class DataBundle:
     name: str
     class_names: list[str] | None = field(default=None)
     normalization: Any = None  # vaelab.data.normalize.Standardizer when data.options.standardize; value_range is then in its units
+
+    @cached_property
+    def spec(self) -> DataSpec:
+        """What a model may know about this data (computed on first use, then fixed for the bundle)."""
+        return data_spec(self)
 
     def splits(self) -> dict[str, Split]:
         return {k: s for k, s in (("train", self.train), ("val", self.val), ("test", self.test)) if s is not None}

@@ -1,5 +1,6 @@
 """Per-feature standardisation (`data.options.standardize`): fitted on the training split, stored with the run,
-undone on everything a user gets back (reconstructions, decoded latents, samples).
+undone on everything a user gets back (reconstructions, decoded latents, samples): the run's DataSpec carries it
+(`spec.normalization`, `spec.to_data_units`, `spec.raw_range`).
 
 Why: an MSE loss weighs every feature by its raw variance. On a motion-capture clip where most quaternion
 components barely move, the few that do are drowned by the constant ones and the model decodes every frame to
@@ -74,16 +75,4 @@ def fit_standardizer(x: Tensor, raw_range: tuple[float, float]) -> Standardizer:
     return Standardizer(mean, std, (float(raw_range[0]), float(raw_range[1])))
 
 
-def standardizer_from_meta(meta: dict[str, Any] | None) -> Standardizer | None:
-    """The run's standardiser from its stored data description, or None when the run was not standardised."""
-    d = (meta or {}).get("normalization")
-    return None if not d else Standardizer.from_dict(d)
-
-
-def to_data_units(meta: dict[str, Any] | None, x: Tensor) -> tuple[Tensor, tuple[float, float] | None]:
-    """(x in the data's own units, the data's declared range or None when the run has no standardisation)."""
-    s = standardizer_from_meta(meta)
-    return (x, None) if s is None else (s.undo(x), s.raw_range)
-
-
-__all__ = ["Standardizer", "fit_standardizer", "standardizer_from_meta", "to_data_units", "MIN_STD"]
+__all__ = ["Standardizer", "fit_standardizer", "MIN_STD"]

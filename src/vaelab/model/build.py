@@ -15,6 +15,7 @@ from torch import nn
 from vaelab.core.config import ModelConfig
 from vaelab.core.dsl import LayerSpec, expand
 from vaelab.core.errors import ConfigError, ModelError
+from vaelab.data.spec import DataSpec, of_shape
 from vaelab.layers import build_layer, parse_layers
 from vaelab.model.vae import VAE, inject_condition
 from vaelab.model.presets import resolve_preset
@@ -124,37 +125,39 @@ def _run_section(
     return h
 
 
-def condition_width(cfg: ModelConfig, num_classes: int | None, cond_dim: int | None) -> tuple[str | None, int]:
+def condition_width(cfg: ModelConfig, spec: DataSpec) -> tuple[str | None, int]:
     c = cfg.condition
     if c is None:
         return None, 0
     if c.kind == "label":
-        width = c.num_classes or num_classes
+        width = c.num_classes or spec.num_classes
         if not width:
             raise ConfigError("model.condition.num_classes: the data has no labels; give the number of classes")
         return "label", width
-    width = c.dim or cond_dim
+    width = c.dim or spec.condition_dim
     if not width:
         raise ConfigError("model.condition.dim: give the width of the condition vector")
     return "vector", width
 
 
-def build_model(
-    cfg: ModelConfig,
-    input_shape: Sequence[int] | None = None,
-    *,
-    num_classes: int | None = None,
-    cond_dim: int | None = None,
-    value_range: tuple[float, float] | None = None,
-    trace: list[LayerRow] | None = None,
-) -> VAE:
-    """Build and shape-check the VAE; `input_shape` (per sample) comes from the data, else from model.input_shape."""
-    shape = tuple(input_shape) if input_shape is not None else (tuple(cfg.input_shape) if cfg.input_shape else None)
-    if shape is None:
-        raise ConfigError("model.input_shape is needed when no data fixes it, e.g. model.input_shape: [1, 28, 28]")
-    if cfg.input_shape is not None and input_shape is not None and tuple(cfg.input_shape) != tuple(input_shape):
-        raise ConfigError(f"model.input_shape {list(cfg.input_shape)} does not match the data's shape {list(input_shape)}")
-    kind, width = condition_width(cfg, num_classes, cond_dim)
+def resolve_spec(cfg: ModelConfig, data: DataSpec | Sequence[int] | None) -> DataSpec:
+    """The data's spec, or one made from model.input_shape when no data is given; the two must agree."""
+    spec = of_shape(data)
+    if spec is None:
+        if not cfg.input_shape:
+            raise ConfigError("model.input_shape is needed when no data fixes it, e.g. model.input_shape: [1, 28, 28]")
+        return DataSpec(tuple(cfg.input_shape))
+    if cfg.input_shape is not None and tuple(cfg.input_shape) != spec.shape:
+        raise ConfigError(f"model.input_shape {list(cfg.input_shape)} does not match the data's shape {list(spec.shape)}")
+    return spec
+
+
+def build_model(cfg: ModelConfig, data: DataSpec | Sequence[int] | None = None, *, trace: list[LayerRow] | None = None) -> VAE:
+    """Build and shape-check the VAE for data described by `data` (a DataSpec; a bare per-sample shape means values in
+    [0, 1] and nothing else known; None uses model.input_shape). The spec is all the model learns about the data."""
+    spec = resolve_spec(cfg, data)
+    shape = spec.shape
+    kind, width = condition_width(cfg, spec)
     lists = resolve_layers(cfg, shape, width)
     encoder, enc_origin = _build_section(lists.encoder, "encoder")
     decoder, dec_origin = _build_section(lists.decoder, "decoder")
@@ -162,8 +165,8 @@ def build_model(
     if lists.heads is not None:
         heads = (_build_section(lists.heads[0], "heads.mu"), _build_section(lists.heads[1], "heads.logvar"))
     cond_after = 0
-    for spec in expand(lists.encoder):
-        if spec.type != "Flatten":
+    for layer in expand(lists.encoder):
+        if layer.type != "Flatten":
             break
         cond_after += 1
 
@@ -197,7 +200,7 @@ def build_model(
     if tuple(out.shape[1:]) != shape:
         raise ModelError(f"model.decoder outputs {tuple(out.shape[1:])} per sample but the data is {shape}: "
                          "the decoder must end at the input shape")
-    activation = pick_output_activation(cfg, value_range, lists.decoder)
+    activation = pick_output_activation(cfg, spec.value_range, lists.decoder)
     from vaelab.model.quantize import apply_layer_quantization, build_latent_quantizer
 
     sections = {"encoder": (encoder, enc_origin), "decoder": (decoder, dec_origin)}

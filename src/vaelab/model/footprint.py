@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from vaelab.core.config import Config, ModelConfig
 from vaelab.core.errors import ConfigError
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import LayerRow, build_model
 from vaelab.model.vae import VAE
 
@@ -72,14 +73,7 @@ class _CountBytes(TorchDispatchMode):
         return out
 
 
-def estimate(
-    cfg: ModelConfig,
-    input_shape: Sequence[int] | None = None,
-    *,
-    num_classes: int | None = None,
-    cond_dim: int | None = None,
-    value_range: tuple[float, float] | None = None,
-) -> Footprint:
+def estimate(cfg: ModelConfig, data: DataSpec | Sequence[int] | None = None) -> Footprint:
     """Build the model on the meta device (shape checks included, nothing allocated) and measure it.
 
     One pass: the bytes counted while `build_model` runs are its weights and buffers plus every tensor of its
@@ -88,8 +82,7 @@ def estimate(
     rows: list[LayerRow] = []
     counter = _CountBytes()
     with torch.device("meta"), counter:
-        model = build_model(cfg, input_shape, num_classes=num_classes, cond_dim=cond_dim, value_range=value_range,
-                            trace=rows)
+        model = build_model(cfg, data, trace=rows)
     stored = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     activation = max(0, counter.total - stored) // 2  # per sample: the shape check runs 2
     return Footprint(model.num_parameters(), activation, rows, tuple(model.input_shape), tuple(model.latent_shape),

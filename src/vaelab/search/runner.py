@@ -259,8 +259,7 @@ class _Worker:
         with torch.random.fork_rng():  # building initialises weights from the global generator: leave it as it was
             try:
                 cfg = load_config(self.space.trial_config(genes, tuple(self.bundle.shape)))
-                model = build_model(cfg.model, self.bundle.shape, num_classes=self.bundle.num_classes,
-                                    value_range=self.bundle.value_range)
+                model = build_model(cfg.model, self.bundle.spec)
             except VaelabError:
                 return None
             ctx = TrialContext(model.eval(), cfg, self.bundle, [], seed=cfg.seed, cache=self.cache)
@@ -273,7 +272,7 @@ class _Worker:
         cfg = load_config(raw)
         trial.set_user_attr("layers", {"encoder": cfg.model.encoder, "heads": cfg.model.heads.model_dump() if cfg.model.heads else None,
                                        "decoder": cfg.model.decoder})
-        build_model(cfg.model, self.bundle.shape, num_classes=self.bundle.num_classes, value_range=self.bundle.value_range)
+        build_model(cfg.model, self.bundle.spec)
         return cfg
 
     def train(self, trial: optuna.Trial, genes: dict[str, Any], cfg: Config):

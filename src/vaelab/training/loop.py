@@ -25,7 +25,8 @@ from vaelab.training.distributed import LocalContext, ParallelContext, rank_batc
 from vaelab.training.loss_setup import LossSetup
 from vaelab.training.precision import get_precision
 from vaelab.training.progress import progress_bar, report_epoch
-from vaelab.training.runs import append_metrics, data_meta
+from vaelab.data.spec import SPEC_KEY
+from vaelab.training.runs import LOCATION_KEY, append_metrics
 from vaelab.training.step import NonFiniteLoss, TrainStep, condition_of
 from vaelab.training.units import UnitStats, collapse_warning, unit_stats
 
@@ -51,7 +52,8 @@ class Trainer:
         tc = cfg.train
         get_precision(tc.precision, device)  # refuse e.g. fp16 on a CPU before any work
         self.model = model.to(device)
-        self.data_meta = data_meta(bundle)  # fixed for the run; stored in every checkpoint
+        self.data_spec = bundle.spec  # fixed for the run (computed once per bundle); stored in every checkpoint
+        self.data_location: dict[str, str] = {}  # runs.data_location: where the data lies from the run folder
         self.parallel = dist if dist is not None else LocalContext()  # DistContext under torchrun
         self.is_main = self.parallel.is_main
         self.compile_seconds: float | None = None
@@ -78,7 +80,7 @@ class Trainer:
             "model": self.model.state_dict(), **self.step.state_dict(), "history": s.history,
             "rng": {"torch": torch.get_rng_state(), "data": self.data_gen.get_state()},
             "early_stopping": {"best_val": s.best_val, "bad_epochs": s.bad_epochs, "stopped": s.stopped_early},
-            "data_meta": self.data_meta,
+            SPEC_KEY: self.data_spec.to_dict(), LOCATION_KEY: self.data_location,
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:

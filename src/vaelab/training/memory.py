@@ -25,7 +25,6 @@ from vaelab.core.errors import ConfigError
 from vaelab.training.distributed import LocalContext
 from vaelab.training.loss_setup import LossSetup
 from vaelab.training.precision import get_precision, resolve_device
-from vaelab.training.runs import data_meta
 from vaelab.training.step import TrainStep
 
 GB = 1024**3
@@ -68,7 +67,8 @@ class MemoryReport:
 
 
 def data_spec(bundle) -> dict[str, Any]:
-    return data_meta(bundle)
+    """The bundle's DataSpec as a plain dict (it travels to the probe subprocesses as JSON)."""
+    return bundle.spec.to_dict()
 
 
 def _own_rng(device: torch.device):
@@ -81,19 +81,20 @@ def build_step(cfg: Config, spec: dict[str, Any], device: torch.device) -> Calla
     Each call is a whole optimizer step of the trainer's own `TrainStep` (forward, loss, backward, clipping,
     optimizer, EMA), with a fresh model per `build_step`.
     """
+    from vaelab.data.spec import DataSpec
     from vaelab.model.build import build_model
 
     get_precision(cfg.train.precision, device)  # refuse e.g. fp16 on a CPU before building anything
-    lo, hi = spec["value_range"]
+    data = DataSpec.from_dict(spec)
+    lo, hi = data.value_range
     with _own_rng(device):  # the probe's model init and data leave the caller's RNG alone
-        model = build_model(cfg.model, spec["shape"], num_classes=spec.get("num_classes"), cond_dim=spec.get("cond_dim"),
-                            value_range=(lo, hi)).to(device)
+        model = build_model(cfg.model, data).to(device)
     step = TrainStep.from_config(cfg, model, LossSetup.from_config(cfg, model, (lo, hi)), device)
 
     def run(batch: int, steps: int = 2) -> None:
         with _own_rng(device):
             for _ in range(steps):
-                x = torch.rand(batch, *spec["shape"], device=device) * (hi - lo) + lo
+                x = torch.rand(batch, *data.shape, device=device) * (hi - lo) + lo
                 c = None
                 if model.conditional:
                     y = (torch.randint(0, model.condition_width, (batch,), device=device)

@@ -7,12 +7,11 @@ for any of these reasons. (The loss set-up is checked by the trainer before it w
 from __future__ import annotations
 
 import math
-from typing import Sequence
-
 import torch
 
 from vaelab.core.config import Config
 from vaelab.core.errors import ConfigError
+from vaelab.data.spec import DataSpec
 from vaelab.model.footprint import Footprint, check_fits, estimate
 from vaelab.training.optim import make_optimizer, make_scheduler
 from vaelab.training.precision import get_precision
@@ -29,19 +28,17 @@ def check_optimizer(cfg: Config, batches_per_epoch: int = 1) -> None:
 
 def preflight(
     cfg: Config,
-    input_shape: Sequence[int] | None,
+    spec: DataSpec | None,
     device: torch.device,
     *,
-    num_classes: int | None = None,
-    cond_dim: int | None = None,
-    value_range: tuple[float, float] | None = None,
     train_size: int | None = None,
 ) -> Footprint:
-    """Raise a ConfigError for anything `train` would refuse before building; return the model's footprint."""
+    """Raise a ConfigError for anything `train` would refuse before building; return the model's footprint.
+    spec: the data's (None: model.input_shape, nothing else known)."""
     get_precision(cfg.train.precision, device)  # e.g. fp16 needs CUDA
-    fp = estimate(cfg.model, input_shape, num_classes=num_classes, cond_dim=cond_dim, value_range=value_range)
+    fp = estimate(cfg.model, spec)
     check_fits(fp, cfg, device)
-    width = fp.model.condition_width
+    width, num_classes = fp.model.condition_width, None if spec is None else spec.num_classes
     if fp.model.condition_kind == "label" and num_classes is not None and width is not None and width < num_classes:
         raise ConfigError(f"model.condition.num_classes is {width} but the data has {num_classes} classes; "
                           f"set it to {num_classes} or leave it out (it is taken from the data)")

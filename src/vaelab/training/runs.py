@@ -18,8 +18,10 @@ import yaml
 from vaelab.core.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
 from vaelab.core.config import Config, load_config
 from vaelab.core.errors import CheckpointError
+from vaelab.data.spec import LEGACY_KEY, SPEC_KEY, DataSpec
 
 CONFIG_NAME = "config.yaml"
+LOCATION_KEY = "data_location"  # checkpoint key: where the data lies as seen from the run folder
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -32,16 +34,6 @@ def default_run_dir(cfg: Config, root: Path = Path("runs")) -> Path:
         n += 1
         path = root / f"{slug}-{stamp}-{n}"
     return path
-
-
-def data_meta(bundle) -> dict[str, Any]:
-    """The run's description of its data (stored in every checkpoint, read back by `load_run`)."""
-    _, y = bundle.train.take(1)
-    cond_dim = int(y.shape[1]) if y is not None and y.dim() == 2 else None
-    norm = bundle.normalization
-    return {"shape": list(bundle.shape), "value_range": [float(v) for v in bundle.value_range],
-            "num_classes": bundle.num_classes, "cond_dim": cond_dim, "name": bundle.name,
-            "normalization": None if norm is None else norm.to_dict()}
 
 
 def write_config(run_dir: Path, cfg: Config) -> None:
@@ -80,7 +72,7 @@ class Run:
     config: Config
     model: torch.nn.Module
     checkpoint: dict[str, Any]
-    data_meta: dict[str, Any]
+    data_spec: DataSpec  # the data the model was built for (from the checkpoint, else from model.input_shape)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -95,10 +87,15 @@ def data_location(data_path: str | Path | None, run_dir: Path) -> dict[str, str]
     return {"path_from_run": os.path.relpath(Path(data_path).resolve(), Path(run_dir).resolve())}
 
 
-def relocate_data(cfg: Config, run_dir: Path, meta: dict[str, Any]) -> Config:
+def stored_location(ckpt: dict[str, Any]) -> dict[str, str]:
+    """The checkpoint's data_location (older checkpoints kept it inside their data_meta dict)."""
+    return ckpt.get(LOCATION_KEY) or {k: v for k, v in (ckpt.get(LEGACY_KEY) or {}).items() if k == "path_from_run"}
+
+
+def relocate_data(cfg: Config, run_dir: Path, location: dict[str, Any]) -> Config:
     """The config with data.path usable from here: as written when it exists from the working directory,
     else found from the run folder (data_location); unchanged when neither exists (the loader then names it)."""
-    path, rel = cfg.data.path, meta.get("path_from_run")
+    path, rel = cfg.data.path, location.get("path_from_run")
     if path is None or rel is None or Path(path).is_absolute() or Path(path).exists():
         return cfg
     found = Path(run_dir) / rel
@@ -113,11 +110,8 @@ def load_run(path: str | Path, *, device: str | torch.device = "cpu", use_ema: b
 
     p = Path(path)
     ckpt = load_checkpoint(p, map_location=device)
-    cfg, meta = checked_contents(ckpt)
-    model = build_model(
-        cfg.model, meta.get("shape"), num_classes=meta.get("num_classes"), cond_dim=meta.get("cond_dim"),
-        value_range=tuple(meta["value_range"]) if meta.get("value_range") else None,
-    )
+    cfg, spec = checked_contents(ckpt)
+    model = build_model(cfg.model, spec)
     state = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
     state = {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"}
     try:
@@ -126,16 +120,17 @@ def load_run(path: str | Path, *, device: str | torch.device = "cpu", use_ema: b
         raise CheckpointError(f"{ckpt['path']}: weights do not fit the architecture in its config: {str(e).splitlines()[0]}") from None
     model.to(device).eval()
     run_dir = p if p.is_dir() else p.parent
-    return Run(run_dir, relocate_data(cfg, run_dir, meta), model, ckpt, meta)
+    return Run(run_dir, relocate_data(cfg, run_dir, stored_location(ckpt)), model, ckpt, spec)
 
 
-def checked_contents(ckpt: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
-    """The config and data description of a loaded checkpoint, checked before a model is built from them: a
+def checked_contents(ckpt: dict[str, Any]) -> tuple[Config, DataSpec]:
+    """The config and data spec of a loaded checkpoint, checked before a model is built from them: a
     config that does not validate, or one whose model has more parameters than the file holds values (which
     would allocate them only to fail), is a CheckpointError."""
     from pydantic import ValidationError
 
     from vaelab.core.config import format_validation_error
+    from vaelab.model.build import resolve_spec
     from vaelab.model.footprint import estimate
 
     where = ckpt.get("path", "checkpoint")
@@ -143,17 +138,16 @@ def checked_contents(ckpt: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
         cfg = Config.model_validate(ckpt.get("config"))
     except ValidationError as e:
         raise CheckpointError(f"{where}: its config does not validate ({format_validation_error(e)})") from None
-    meta = ckpt.get("data_meta") or {}
-    if not isinstance(meta, dict) or not isinstance(ckpt.get("model"), dict):
+    stored = ckpt.get(SPEC_KEY) or ckpt.get(LEGACY_KEY) or {}
+    if not isinstance(stored, dict) or not isinstance(ckpt.get("model"), dict):
         raise CheckpointError(f"{where}: no model weights or data description; not a vaelab training checkpoint")
-    vr = meta.get("value_range")
-    fp = estimate(cfg.model, meta.get("shape"), num_classes=meta.get("num_classes"), cond_dim=meta.get("cond_dim"),
-                  value_range=tuple(vr) if vr else None)
+    spec = resolve_spec(cfg.model, DataSpec.from_checkpoint(ckpt))  # current (data_spec) and older (data_meta) files
+    fp = estimate(cfg.model, spec)
     held = sum(v.numel() for v in ckpt["model"].values() if isinstance(v, torch.Tensor))
     if fp.parameters > held:
         raise CheckpointError(f"{where}: weights do not fit the architecture in its config: the config describes "
                               f"{fp.parameters:,} parameters but the file holds {held:,} values")
-    return cfg, meta
+    return cfg, spec
 
 
 def dump_yaml(data: Any) -> str:

@@ -16,7 +16,7 @@ from vaelab.model.build import build_model
 from vaelab.training import distributed
 from vaelab.training.loop import EpochCallback, Trainer
 from vaelab.training.precision import resolve_device
-from vaelab.training.runs import data_location, data_meta, write_config, write_metrics
+from vaelab.training.runs import data_location, write_config, write_metrics
 
 __all__ = ["train", "Trainer", "build_model", "resolve_device"]
 
@@ -63,17 +63,15 @@ def _train_in(folder, bundle, on_epoch, parallel) -> Path:
     bundle = bundle if bundle is not None else load_data(cfg.data, cfg.seed)
     from vaelab.training.preflight import preflight
 
-    preflight(cfg, bundle.shape, device, num_classes=bundle.num_classes, cond_dim=data_meta(bundle)["cond_dim"],
-              value_range=tuple(bundle.value_range), train_size=len(bundle.train))  # before anything is built
+    preflight(cfg, bundle.spec, device, train_size=len(bundle.train))  # before anything is built
     if cfg.train.batch_size == "auto":
         from vaelab.training.memory import resolve_auto_batch
 
         cfg = resolve_auto_batch(cfg, bundle, device, parallel)
     bundle = parallel.shard(bundle, cfg.train.batch_size)
-    model = build_model(cfg.model, bundle.shape, num_classes=bundle.num_classes, cond_dim=data_meta(bundle)["cond_dim"],
-                        value_range=bundle.value_range)
+    model = build_model(cfg.model, bundle.spec)
     trainer = Trainer(cfg, run_dir, bundle, model, device, on_epoch, dist=parallel)
-    trainer.data_meta.update(data_location(cfg.data.path, run_dir))  # so the run is usable from any directory
+    trainer.data_location = data_location(cfg.data.path, run_dir)  # so the run is usable from any directory
     if trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg)

@@ -9,7 +9,6 @@ from torch import Tensor
 
 from vaelab.core.errors import DataError
 from vaelab.data.base import ARRAY_READ_ERRORS
-from vaelab.data.normalize import to_data_units
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, check_shape, labels_for
 from vaelab.use.outputs import write_item_images, write_npy, write_npz
@@ -121,12 +120,11 @@ def decode(run: Run, latents: Path, out_dir: Path, *, label: int | None = None) 
         y = torch.full((z.shape[0],), label, dtype=torch.long)
     if run.model.conditional and y is None:
         raise DataError(f"the model of {run.path} is conditional and {latents} carries no labels: give --label K")
-    x, raw_range = to_data_units(run.data_meta, decode_tensor(run, z, y if run.model.conditional else None))
+    x = run.data_spec.to_data_units(decode_tensor(run, z, y if run.model.conditional else None))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_npy(out_dir / "outputs.npy", x)
-    vr = raw_range or tuple(run.data_meta.get("value_range") or (0.0, 1.0))
-    write_item_images(out_dir, names, x, vr)
+    write_item_images(out_dir, names, x, run.data_spec.raw_range)
     return out_dir
 
 

@@ -261,24 +261,24 @@ def _write_run(run_dir: Path, cfg, state: dict[str, torch.Tensor], dcfg: dict[st
     from vaelab.core.checkpoint import CHECKPOINT_NAME, save_checkpoint
     from vaelab.model.build import build_model
     from vaelab.training.optim import make_optimizer, make_scheduler
+    from vaelab.data.spec import SPEC_KEY, DataSpec
     from vaelab.training.runs import write_config
 
     shape = tuple(cfg.model.input_shape)
-    model = build_model(cfg.model, shape, value_range=(-1.0, 1.0))
+    spec = DataSpec(shape, (-1.0, 1.0), name=f"diffusers AutoencoderKL ({dcfg.get('_name_or_path') or 'local folder'})")
+    model = build_model(cfg.model, spec)
     model.load_state_dict(state)  # strict: every tensor of the vaelab model comes from the diffusers one
     tc = cfg.train
     opt = make_optimizer(tc.optimizer.name, model.parameters(), lr=tc.lr, weight_decay=tc.optimizer.weight_decay,
                          kwargs=tc.optimizer.kwargs)
     sched = make_scheduler(tc.scheduler.name, opt, tc.scheduler.kwargs, epochs=tc.epochs, steps_per_epoch=1)
-    meta = {"shape": list(shape), "value_range": [-1.0, 1.0], "num_classes": None, "cond_dim": None,
-            "name": f"diffusers AutoencoderKL ({dcfg.get('_name_or_path') or 'local folder'})"}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
     save_checkpoint(run_dir / CHECKPOINT_NAME, {
         "config": cfg.to_dict(), "epoch": 0, "global_step": 0, "model": model.state_dict(), "ema": None,
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": None, "history": [],
         "rng": {"torch": torch.get_rng_state(), "data": torch.Generator().manual_seed(cfg.seed).get_state()},
-        "early_stopping": {}, "data_meta": meta, "imported_from": {"diffusers_config": dcfg},
+        "early_stopping": {}, SPEC_KEY: spec.to_dict(), "imported_from": {"diffusers_config": dcfg},
     })
 
 
@@ -369,7 +369,7 @@ def write_diffusers_folder(run: Run, folder: Path, name: str = "") -> list[str]:
     state = to_diffusers_state(run.model.state_dict(), pair_keys(enc, dec))
     (folder / "config.json").write_text(json.dumps({**cfg, "_diffusers_version": _diffusers_version()}, indent=2) + "\n")
     (folder / WEIGHTS_NAME).write_bytes(save(state, metadata={"format": "pt", "exported_by": f"vaelab {__version__}"}))
-    vr = run.data_meta.get("value_range") or [-1.0, 1.0]
+    vr = run.data_spec.value_range
     notes = []
     if list(vr) != [-1.0, 1.0]:
         notes.append(f"the run was trained on data in {list(vr)}; diffusers pipelines feed images in [-1, 1]")

@@ -18,7 +18,6 @@ from vaelab.plots import new_figure, is_image_shape, loss_curves, save_figure, s
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
 from vaelab.use.likelihood import default_likelihood, log_likelihood, nll
-from vaelab.data.normalize import to_data_units
 from vaelab.use.metrics import (FEATURE_METRICS, active_units, conditional_sample_accuracy, embed_2d, mmd_rbf,
                                  wasserstein_per_dim)
 from vaelab.use.outputs import alternating_rows, render_point_cloud, write_grid, write_png
@@ -78,11 +77,12 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         "kl_per_dim": [round(float(v), 6) for v in kl_per_dim], "unit_variance": [round(v, 6) for v in unit_var],
     }
     m.update(training_loss(run, x, c, seed))
-    if run.data_meta.get("normalization"):
+    spec = run.data_spec
+    if spec.normalization is not None:
         m["standardized"] = True  # mse, NLLs and KL above are in standardised units; feature metrics below are not
     kind = _feature_kind(items.source)
     if kind is not None:
-        m.update(FEATURE_METRICS.get(kind)(to_data_units(run.data_meta, x)[0], to_data_units(run.data_meta, recon)[0]))
+        m.update(FEATURE_METRICS.get(kind)(spec.to_data_units(x), spec.to_data_units(recon)))
     if bits:  # reconstruction error of the posterior mean quantized to each latent bit width
         from vaelab.model.quantize import recon_error_vs_bits
 
@@ -141,7 +141,7 @@ def training_loss(run: Run, x, c, seed: int, batch_size: int = 256) -> dict[str,
     from vaelab.training.loss_setup import LossSetup
 
     model = run.model
-    setup = LossSetup.from_config(run.config, model, tuple(run.data_meta.get("value_range") or (0.0, 1.0)))
+    setup = LossSetup.from_config(run.config, model, run.data_spec.value_range)
     total, n = 0.0, 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

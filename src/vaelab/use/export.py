@@ -20,6 +20,7 @@ from vaelab import __version__
 from vaelab.core.checkpoint import process_umask
 from vaelab.core.errors import CheckpointError
 from vaelab.core.exported import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEIGHTS
+from vaelab.data.spec import SPEC_KEY
 from vaelab.core.registry import Registry
 from vaelab.training.runs import Run, read_metrics
 from vaelab.use.units import fmt, run_recon_kind, training_unit, unit_of
@@ -74,7 +75,7 @@ def write_vaelab_folder(run: Run, folder: Path, name: str) -> list[str]:
         "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "library": "vaelab", "vaelab_version": __version__,
         "architecture": "vaelab.model.vae.VAE", "input_shape": list(run.model.input_shape),
         "latent_shape": list(run.model.latent_shape), "parameters": run.model.num_parameters(),
-        "config": run.config.to_dict(), "data_meta": run.data_meta, "epoch": len(run.history),
+        "config": run.config.to_dict(), SPEC_KEY: run.data_spec.to_dict(), "epoch": len(run.history),
         "metrics": metrics, "history": run.history,
     }
     (folder / EXPORT_CONFIG).write_text(json.dumps(doc, indent=2, default=str) + "\n")
@@ -87,7 +88,7 @@ def write_vaelab_folder(run: Run, folder: Path, name: str) -> list[str]:
 def model_card(run: Run, metrics: dict[str, Any], folder_name: str, *, extra: str = "") -> str:
     """A short README: what the model is, what it was trained on, its metrics with units, how to load it."""
     cfg, m = run.config, run.model
-    unit = training_unit(run_recon_kind(cfg, run.data_meta.get("value_range")), cfg.loss.reduction)
+    unit = training_unit(run_recon_kind(cfg, run.data_spec.value_range), cfg.loss.reduction)
     arch = cfg.model.preset or "custom layer lists"
     lines = [
         "---", "library_name: vaelab", "tags: [vae, variational-autoencoder, vaelab]", "---", "",
@@ -96,7 +97,7 @@ def model_card(run: Run, metrics: dict[str, Any], folder_name: str, *, extra: st
         "| | |", "|---|---|",
         f"| input shape | {tuple(m.input_shape)} |", f"| latent shape | {tuple(m.latent_shape)} |",
         f"| parameters | {m.num_parameters():,} |",
-        f"| training data | {run.data_meta.get('name') or cfg.data.name} |",
+        f"| training data | {run.data_spec.name or cfg.data.name} |",
         f"| epochs | {len(run.history)} |",
         f"| conditional | {m.condition_kind or 'no'} |", "",
     ]

@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from vaelab.core.errors import ArgumentError, CheckpointError, ConfigError, DataError
-from vaelab.data.normalize import standardizer_from_meta
 from vaelab.core.exported import is_export_dir
 from vaelab.training.runs import Run, load_run
 
@@ -123,9 +122,8 @@ def folder_items(run: Run, folder: str | Path, *, warn=None) -> Items:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"--input {root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders")
-    vr = tuple(run.data_meta.get("value_range") or (0.0, 1.0))
-    norm = standardizer_from_meta(run.data_meta)
-    scale = _scale(norm.raw_range if norm is not None else vr)
+    vr = run.data_spec.value_range
+    scale = _scale(run.data_spec.raw_range)
     xs, names, skipped = [], [], []
     for f in files:
         try:
@@ -137,7 +135,7 @@ def folder_items(run: Run, folder: str | Path, *, warn=None) -> Items:
     if not xs:
         raise DataError(f"--input {root}: none of the {len(files)} image files could be read")
     x = torch.stack(xs)
-    return Items(x if norm is None else norm.apply(x), None, names, vr, str(root), skipped)  # in the model's units
+    return Items(run.data_spec.to_model_units(x), None, names, vr, str(root), skipped)  # in the model's units
 
 
 def labels_for(run: Run, items: Items, label: int | None = None) -> Tensor | None:

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from vaelab.core.errors import DataError
-from vaelab.data.normalize import to_data_units
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, check_shape, labels_for
 from vaelab.use.outputs import alternating_rows, render_items, write_grid, write_item_images, write_npy
@@ -44,9 +43,9 @@ def reconstruct(run: Run, items: Items, out_dir: Path, *, label: int | None = No
     recon = reconstruct_tensor(run, items.x, y)
     mse = float((recon - items.x).pow(2).mean())  # in the model's units (standardised ones for standardised runs)
     x, vr = items.x, items.value_range
-    recon_data, raw_range = to_data_units(run.data_meta, recon)  # outputs in the data's own units
-    if raw_range is not None:
-        x, recon, vr = to_data_units(run.data_meta, x)[0], recon_data, raw_range
+    spec = run.data_spec
+    if spec.normalization is not None:  # outputs in the data's own units
+        x, recon, vr = spec.to_data_units(x), spec.to_data_units(recon), spec.raw_range
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = write_item_images(out_dir, items.names, recon, vr)

@@ -71,7 +71,7 @@ def _page(title: str, parts: list[str]) -> str:
 
 
 def _unit(run: Run) -> str:
-    return training_unit(run_recon_kind(run.config, run.data_meta.get("value_range")), run.config.loss.reduction)
+    return training_unit(run_recon_kind(run.config, run.data_spec.value_range), run.config.loss.reduction)
 
 
 def _evaluation(run: Run) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def build_report(run: Run, out: Path | None = None) -> Path:
     parts = [f"<h1>{_esc(run.config.name)}</h1>",
              f"<p>run folder <code>{_esc(root.resolve().name)}</code>; input {tuple(m.input_shape)}, latent "
              f"{tuple(m.latent_shape)}, {m.num_parameters():,} parameters; trained on "
-             f"{_esc(run.data_meta.get('name') or run.config.data.name)}; training losses in {_esc(unit)}</p>"]
+             f"{_esc(run.data_spec.name or run.config.data.name)}; training losses in {_esc(unit)}</p>"]
     if history:
         last = history[-1]
         rows = [(k, fmt(v), unit_of(k, training=unit)) for k, v in last.items() if isinstance(v, (int, float))]
@@ -141,7 +141,7 @@ def build_comparison(runs: list[Run], out: Path | None = None) -> Path:
     units = [_unit(r) for r in runs]
     histories = [read_metrics(r.path) or r.history for r in runs]
     evals = [_evaluation(r) for r in runs]
-    datas = [r.data_meta.get("name") or r.config.data.name for r in runs]
+    datas = [r.data_spec.name or r.config.data.name for r in runs]
     parts = [f"<h1>Comparison of {len(runs)} runs: {_esc(', '.join(labels))}</h1>"]
     if len(set(datas)) > 1:
         parts.append(f"<p class='warn'>These runs were trained on different data ({_esc(', '.join(sorted(set(datas))))}): "

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from vaelab.core.errors import ArgumentError, DataError
-from vaelab.data.normalize import standardizer_from_meta, to_data_units
 from vaelab.plots import is_image_shape, save_grid, to_display
 from vaelab.training.runs import Run
 from vaelab.use.inputs import check_label, load_items, Items, folder_items
@@ -61,14 +60,14 @@ def sample(run: Run, n: int, out_dir: Path, *, label: int | None = None, all_lab
     """samples.npy plus samples.png: a grid (one row per label for conditional models) or, for 5-D colored-pi
     points, the points on seed 004's black 300x300 canvas."""
     x, labels = sample_tensor(run, n, label=label, all_labels=all_labels, temperature=temperature, seed=seed)
-    x, raw_range = to_data_units(run.data_meta, x)
+    x = run.data_spec.to_data_units(x)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arr = out_dir / "samples.npy"
     write_npy(arr, x)
     if labels is not None:
         write_npy(out_dir / "labels.npy", labels)
-    vr = raw_range or tuple(run.data_meta.get("value_range") or (0.0, 1.0))
+    vr = run.data_spec.raw_range
     shape = tuple(x.shape[1:])
     fig = out_dir / "samples.png"
     if is_image_shape(shape):
@@ -105,10 +104,8 @@ def _endpoint(run: Run, spec: str, items_cache: dict) -> tuple[Tensor, Tensor | 
     shape = tuple(run.model.input_shape)
     if len(shape) != 3:
         raise DataError(f"{spec}: the model takes {shape}, not images; give item indices")
-    norm = standardizer_from_meta(run.data_meta)
-    vr = norm.raw_range if norm is not None else tuple(run.data_meta.get("value_range") or (0.0, 1.0))
-    x = load_image(p, size=shape[1], channels=shape[0], scale=_scale(vr)).unsqueeze(0)
-    return (x if norm is None else norm.apply(x)), None
+    x = load_image(p, size=shape[1], channels=shape[0], scale=_scale(run.data_spec.raw_range)).unsqueeze(0)
+    return run.data_spec.to_model_units(x), None
 
 
 def interpolate(run: Run, a: str, b: str, out_dir: Path, *, steps: int = 8, label: int | None = None) -> Path:
@@ -138,11 +135,11 @@ def interpolate(run: Run, a: str, b: str, out_dir: Path, *, steps: int = 8, labe
     if model.conditional:
         y = ya.repeat(steps) if label is not None or bool((ya == yb).all()) else torch.where(t.view(-1) < 0.5, ya, yb)
     x = torch.cat([xa, decode_tensor(run, z, y), xb])
-    x, raw_range = to_data_units(run.data_meta, x)
+    x = run.data_spec.to_data_units(x)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_npy(out_dir / "interpolation.npy", x[1:-1])
-    vr = raw_range or tuple(run.data_meta.get("value_range") or (0.0, 1.0))
+    vr = run.data_spec.raw_range
     if is_image_shape(tuple(x.shape[1:])):
         write_grid(out_dir / "interpolation.png", to_display(x, vr), steps + 2)
     return out_dir
