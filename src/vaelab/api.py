@@ -28,7 +28,8 @@ class CheckReport:
     rows: list[LayerRow]
     parameters: int
     output_activation: str
-    recon: str
+    likelihood: str  # the decoder likelihood with its options, e.g. categorical256
+    output_shape: tuple[int, ...]  # per sample: what the decoder must output for that likelihood
     memory: str = ""  # the training-memory estimate and the limit it was checked against
 
 
@@ -53,15 +54,14 @@ def check_config(
         spec, train_size = bundle.spec, len(bundle.train)
     vr = spec.value_range if spec is not None else (0.0, 1.0)
     device = resolve_device(cfg.train.device)
-    fp = preflight(cfg, spec, device, train_size=train_size)
+    fp = preflight(cfg, spec, device, train_size=train_size)  # refuses a likelihood that does not fit the data
     LossSetup.from_config(cfg, fp.model, vr)  # the loss checks the trainer makes
-    lo, hi = vr
-    recon = cfg.loss.recon if cfg.loss.recon != "auto" else ("bce" if lo >= 0 and hi <= 1 else "mse")
+    lik = fp.model.likelihood
     batch = cfg.train.batch_size if isinstance(cfg.train.batch_size, int) else 1
     limit, limit_from = memory_limit(cfg, device)
     memory = fp.describe(batch, ema=cfg.train.ema is not None) + (f" (limit {limit / 1024**3:.3g} GB: {limit_from})" if limit else "")
-    return CheckReport(cfg.name, fp.input_shape, fp.latent_shape, fp.rows, fp.parameters, fp.output_activation, recon,
-                       memory)
+    return CheckReport(cfg.name, fp.input_shape, fp.latent_shape, fp.rows, fp.parameters, fp.output_activation,
+                       lik.describe(), lik.output_shape(fp.input_shape), memory)
 
 
 # name -> (module, name there): everything else, imported on first use so that `import vaelab.api` stays light

@@ -158,9 +158,9 @@ def write_run_figures(run_dir: Path, model, bundle, history: list[dict[str, Any]
         for start in range(0, x.shape[0], nrow):
             rows += [x[start:start + nrow], recon[start:start + nrow].cpu()]
         save_grid(to_display(torch.cat(rows), vr), nrow, run_dir / "reconstructions.png", title="originals / reconstructions")
-        if model.conditional and model.condition_kind == "label":
+        labels = model.condition.all_labels(8) if model.conditional else None
+        if labels is not None:
             k = model.condition_width
-            labels = torch.arange(k).repeat_interleave(8)
             samples = model.sample(len(labels), model.condition_vector(labels.to(device)), generator=gen)
             save_grid(to_display(samples, vr), 8, run_dir / "samples.png", title="samples, one row per label",
                       row_labels=[str(i) for i in range(k)])

@@ -64,9 +64,27 @@ def check(
         table.add_row(r.section, str(r.index), r.token, str(tuple(r.out_shape)), f"{r.params:,}")
     console = Console()
     console.print(table)
-    console.print(f"total parameters: {report.parameters:,}   output activation: {report.output_activation}   "
-                  f"reconstruction loss: {report.recon}")
+    console.print(f"total parameters: {report.parameters:,}   likelihood: {report.likelihood}   decoder output: "
+                  f"{report.output_shape} per sample   output activation: {report.output_activation}")
     console.print(f"memory: {report.memory}")
+
+
+@app.command()
+def likelihoods() -> None:
+    """List the decoder likelihoods usable as model.likelihood, with their options (model.likelihood_args)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vaelab.core.vocab import LIKELIHOODS
+
+    table = Table(title="model.likelihood: NAME, model.likelihood_args: {...}")
+    for col in ("name", "outputs per value", "kind", "options (defaults)", "what it is"):
+        table.add_column(col)
+    for e in LIKELIHOODS.entries():
+        opts = e.meta["options"]
+        args = ", ".join(f"{k}={f.default}" for k, f in opts.model_fields.items()) or "-"
+        table.add_row(e.name, str(e.obj.per_value(opts())), "discrete" if e.obj.discrete else "density", args, e.meta["doc"])
+    Console(width=160).print(table)
 
 
 @app.command()

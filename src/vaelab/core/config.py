@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from vaelab.core.data_config import DataConfig
 from vaelab.core.errors import ConfigError, DeprecatedKeyWarning
-from vaelab.core.layer_specs import parse_layers
+from vaelab.core.layer_specs import LayerLists, parse_layers
 from vaelab.core.quant_config import QuantizeConfig
 from vaelab.core.ranges import check_device, check_scheduler_kwargs
 from vaelab.core.vocab import (
+    CONDITIONS,
     KL_SCHEDULES,
+    LIKELIHOODS,
     LOSS_TERMS,
     LOGGERS,
     LR_SCHEDULERS,
@@ -30,9 +32,24 @@ from vaelab.core.vocab import (
     PRESETS,
     REDUCTIONS,
     build_dataclass_entry,
+    entry_options,
 )
 
 LayerItem = str | dict[str, Any]
+
+# loss.recon's two names, kept so every config written before model.likelihood means what it meant:
+# bce is the Bernoulli likelihood; mse the squared error, i.e. a Gaussian with variance 1/2 minus its constant.
+RECON_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "bce": ("bernoulli", {}),
+    "mse": ("gaussian", {"variance": 0.5, "normalised": False}),
+}
+
+
+def auto_likelihood(in_unit_interval: bool) -> tuple[str, dict[str, Any]]:
+    """model.likelihood auto (and loss.recon auto): bce for data in [0, 1], mse otherwise."""
+    name, args = RECON_ALIASES["bce" if in_unit_interval else "mse"]
+    return name, dict(args)
+
 
 
 def _lookup(registry: Any, name: str) -> None:
@@ -61,13 +78,10 @@ class Strict(BaseModel):
 class ConditionConfig(Strict):
     """How labels or vectors condition the encoder and decoder (seed 002's CVAE)."""
 
-    kind: Literal["label", "vector"] = "label"
+    kind: registered(CONDITIONS) = Field("label", description="label (class labels, one-hot) or vector (condition "
+                                         "vectors as given): a name in vaelab.model.conditions.CONDITIONS")
     num_classes: int | None = Field(None, ge=2, description="label: taken from the data when omitted")
     dim: int | None = Field(None, ge=1, description="vector: width of the condition vector")
-
-    @property
-    def width(self) -> int | None:
-        return self.num_classes if self.kind == "label" else self.dim
 
 
 class HeadsConfig(Strict):
@@ -86,8 +100,12 @@ class ModelConfig(Strict):
     input_shape: list[int] | None = Field(None, description="per-sample shape where no data fixes it")
     latent_scale: float = Field(1.0, gt=0, description="seed 001's latent scale factor (0.18215 in Stable Diffusion)")
     output_activation: Literal["auto", "sigmoid", "tanh", "identity"] = "auto"
+    likelihood: str = Field("auto", description="decoder likelihood p(x|z) (see `vaelab likelihoods`); auto: bernoulli "
+                            "for [0, 1] data, else loss.recon's mse Gaussian")
+    likelihood_args: dict[str, Any] = Field(default_factory=dict, description="options of model.likelihood")
     condition: ConditionConfig | None = None
     quantize: QuantizeConfig | None = Field(None, description="latent quantization and fake-quantized layers")
+    _layers: LayerLists | None = PrivateAttr(default=None)  # the parsed encoder/heads/decoder (None for a preset)
 
     @field_validator("encoder", "decoder", mode="before")
     @classmethod
@@ -96,22 +114,40 @@ class ModelConfig(Strict):
 
     @model_validator(mode="after")
     def _layers_parse(self) -> "ModelConfig":
+        """Parse the layer lists once, here; the model is built from `layers` and never parses strings again."""
         if self.preset is not None:
             if self.encoder is not None or self.decoder is not None or self.heads is not None:
                 raise ValueError("give either model.preset or model.encoder/model.decoder, not both")
             _lookup(PRESETS, self.preset)
+            self._layers = None
         else:
             if self.encoder is None or self.decoder is None:
                 missing = "model.encoder" if self.encoder is None else "model.decoder"
                 raise ValueError(f"{missing} is missing: give model.encoder and model.decoder (lists of layer strings) or a model.preset")
-            parse_layers(self.encoder, "model.encoder")
-            parse_layers(self.decoder, "model.decoder")
-            if self.heads is not None:
-                parse_layers(self.heads.mu, "model.heads.mu")
-                parse_layers(self.heads.logvar, "model.heads.logvar")
+            self._layers = parse_layer_lists(self.encoder, self.decoder,
+                                             None if self.heads is None else (self.heads.mu, self.heads.logvar))
         if self.input_shape is not None and any(d <= 0 for d in self.input_shape):
             raise ValueError(f"model.input_shape must be positive sizes, got {self.input_shape}")
+        if self.likelihood == "auto":
+            if self.likelihood_args:
+                raise ValueError("model.likelihood_args: give model.likelihood too (auto takes no options)")
+        else:
+            entry_options(LIKELIHOODS, self.likelihood, self.likelihood_args, "model.likelihood_args", "model.likelihood")
         return self
+
+    @property
+    def layers(self) -> LayerLists | None:
+        """The parsed layer lists; None for a preset (its lists depend on the data and are parsed where resolved)."""
+        return self._layers
+
+
+def parse_layer_lists(encoder: list[Any], decoder: list[Any], heads: tuple[list[Any], list[Any]] | None) -> LayerLists:
+    """Parse an encoder, decoder and optional (mu, logvar) heads; errors name model.<section>[i] and the token."""
+    return LayerLists(
+        tuple(parse_layers(encoder, "model.encoder")), tuple(parse_layers(decoder, "model.decoder")),
+        None if heads is None else (tuple(parse_layers(heads[0], "model.heads.mu")),
+                                    tuple(parse_layers(heads[1], "model.heads.logvar"))),
+    )
 
 
 def read_layer_file(path: str | Path) -> list[Any]:
@@ -197,6 +233,10 @@ class LossConfig(Strict):
         return v
 
 
+def _options(name: str, args: dict[str, Any]) -> Any:
+    return entry_options(LIKELIHOODS, name, args, "model.likelihood_args", "model.likelihood")
+
+
 class OptimizerConfig(Strict):
     name: registered(OPTIMIZERS) = "adam"
     weight_decay: float = Field(0.0, ge=0)
@@ -267,6 +307,22 @@ class Config(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _recon_names_a_likelihood(self) -> "Config":
+        """loss.recon bce/mse set model.likelihood (see RECON_ALIASES); both given must agree."""
+        alias = RECON_ALIASES.get(self.loss.recon)
+        if alias is None:
+            return self
+        name, args = alias
+        m = self.model
+        if m.likelihood == "auto":
+            # a copy (the caller's ModelConfig is not changed), set without re-running this validator
+            object.__setattr__(self, "model", m.model_copy(update={"likelihood": name, "likelihood_args": dict(args)}))
+        elif m.likelihood != name or _options(name, m.likelihood_args) != _options(name, args):
+            raise ValueError(f"loss.recon: {self.loss.recon} is model.likelihood {name} {args or ''}, but model.likelihood "
+                             f"is {m.likelihood} {m.likelihood_args or ''}: set loss.recon: auto and keep model.likelihood")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)

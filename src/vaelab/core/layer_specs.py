@@ -1,6 +1,7 @@
 """Layer strings and mappings -> LayerSpecs, checked against the LAYERS vocabulary (no torch import)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from vaelab.core import dsl
@@ -33,3 +34,12 @@ def parse_layers(items: Sequence[Any], where: str) -> list[LayerSpec]:
     if isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
         items = [_adapt(item, f"{where}[{i}]") for i, item in enumerate(items)]
     return dsl.parse_list(items, signature_of, where)
+
+
+@dataclass(frozen=True)
+class LayerLists:
+    """A model's parsed layer lists: encoder, decoder and optional (mu, logvar) posterior heads."""
+
+    encoder: tuple[LayerSpec, ...]
+    decoder: tuple[LayerSpec, ...]
+    heads: tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]] | None = None

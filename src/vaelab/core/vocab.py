@@ -25,6 +25,8 @@ PRECISIONS: Registry = Registry("precision", case_sensitive=False, populate="vae
 LOSS_TERMS: Registry = Registry("loss term", populate="vaelab.training.losses")
 REDUCTIONS: Registry = Registry("reduction", populate="vaelab.training.losses")
 LOGGERS: Registry = Registry("train.log logger", populate="vaelab.training.loggers")
+LIKELIHOODS: Registry = Registry("likelihood", populate="vaelab.model.likelihoods")
+CONDITIONS: Registry = Registry("condition kind", populate="vaelab.model.conditions")
 
 
 def build_dataclass_entry(registry: Registry, kind: str, where: str, params: dict[str, Any]) -> Any:
@@ -46,6 +48,37 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     standardize: bool = Field(False, description="per-feature mean/std fitted on the training split; undone on output")
+
+
+class StrictOptions(BaseModel):
+    """Base for the options of a registry entry other than a dataset (likelihoods): unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def entry_options(registry: Registry, name: str, raw: dict | BaseModel | None, where: str, name_field: str) -> BaseModel:
+    """Validate `raw` against the `options` model registered with `name` (the value of `name_field`); errors name
+    `where.<key>`."""
+    try:
+        entry = registry.entry(name)
+    except UnknownNameError as e:
+        raise ConfigError(f"{name_field}: {e}") from None
+    model: type[BaseModel] = entry.meta.get("options", StrictOptions)
+    if isinstance(raw, model):
+        return raw
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as e:
+        valid = list(model.model_fields)
+        lines = []
+        for err in e.errors():
+            key = f"{where}." + ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                hint = UnknownNameError(f"{name} option", str(err["loc"][0]), valid).args[0]
+                lines.append(f"{key}: {hint}" if valid else f"{key}: {registry.kind} {name!r} takes no options")
+            else:
+                lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("; ".join(lines)) from None
 
 
 def dataset_options(name: str, raw: dict | BaseModel | None) -> BaseModel:

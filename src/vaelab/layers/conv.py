@@ -85,11 +85,13 @@ def register(reg: Registry) -> None:
             doc=f"ConvTranspose{d}d(in, out, kernel, stride, padding, output_padding)",
             example=(f"CT{d}d_3_4_3_2_1_1", shape), dims=d,
         )
-        # seed 001's `MaxP` is the 2D one
         reg.register(
-            "MaxP" if d == 2 else f"MaxP{d}d", pool(MAX_POOL, d), params=POOL_PARAMS,
-            doc=f"MaxPool{d}d(kernel k, stride s)", example=(f"{'MaxP' if d == 2 else f'MaxP{d}d'}_2_2", shape), dims=d,
+            f"MaxP{d}d", pool(MAX_POOL, d), params=POOL_PARAMS,
+            doc=f"MaxPool{d}d(kernel k, stride s)", example=(f"MaxP{d}d_2_2", shape), dims=d,
         )
+        if d == 2:  # seed 001 writes the 2D one as `MaxP`; its .mstruct files keep working
+            reg.register("MaxP", pool(MAX_POOL, 2), params=POOL_PARAMS, doc="seed 001's name for MaxP2d",
+                         example=("MaxP_2_2", shape), dims=2)
         reg.register(
             f"AvgP{d}d", pool(AVG_POOL, d), params=POOL_PARAMS,
             doc=f"AvgPool{d}d(kernel k, stride s)", example=(f"AvgP{d}d_2_2", shape), dims=d,

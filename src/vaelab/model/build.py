@@ -1,143 +1,29 @@
-"""Turn a ModelConfig into a VAE, checking that every layer's shape chains into the next.
+"""Turn a ModelConfig and a DataSpec into a VAE, checking that every layer's shape chains into the next.
 
-`trace_model` is what `vaelab check` prints: each layer's output shape and parameter count, found by running a
-batch of zeros through the layers one at a time, so a mismatch names the layer that breaks.
+The order: the data spec (or model.input_shape), the condition's width, the likelihood (which fixes how many
+outputs the decoder gives per data value), the layer lists (parsed by the config, or a preset resolved and parsed
+here once), the modules, a shape check with a batch of zeros (`trace_model` rows are what `vaelab check` prints),
+then the output activation, layer quantization and the latent quantizer.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
-from vaelab.core.config import ModelConfig
+from vaelab.core.config import ModelConfig, parse_layer_lists
 from vaelab.core.dsl import LayerSpec, expand
 from vaelab.core.errors import ConfigError, ModelError
+from vaelab.core.layer_specs import LayerLists
+from vaelab.core.vocab import CONDITIONS
 from vaelab.data.spec import DataSpec, of_shape
-from vaelab.layers import build_layer, parse_layers
-from vaelab.model.vae import VAE, inject_condition
+from vaelab.model.likelihoods import Likelihood, check_fits, likelihood_choice
 from vaelab.model.presets import resolve_preset
+from vaelab.model.quantize import apply_layer_quantization, build_latent_quantizer
+from vaelab.model.trace import LayerRow, Section, build_section, run_section
+from vaelab.model.vae import VAE, inject_condition
 
-
-@dataclass
-class LayerRow:
-    section: str  # "encoder", "heads.mu", ...
-    index: int  # position in the section's list as written (before repeat expansion)
-    token: str
-    out_shape: tuple[int, ...]  # per sample
-    params: int
-
-
-@dataclass
-class Resolved:
-    encoder: list[LayerSpec]
-    decoder: list[LayerSpec]
-    heads: tuple[list[LayerSpec], list[LayerSpec]] | None
-
-
-def resolve_layers(cfg: ModelConfig, input_shape: Sequence[int], cond_width: int) -> Resolved:
-    lists: dict[str, Any]
-    if cfg.preset is not None:
-        lists = resolve_preset(cfg.preset, tuple(input_shape), cond_width, cfg.preset_args)
-    else:
-        lists = {"encoder": cfg.encoder, "decoder": cfg.decoder,
-                 "heads": cfg.heads.model_dump() if cfg.heads is not None else None}
-    heads = lists.get("heads")
-    return Resolved(
-        parse_layers(lists["encoder"], "model.encoder"),
-        parse_layers(lists["decoder"], "model.decoder"),
-        (parse_layers(heads["mu"], "model.heads.mu"), parse_layers(heads["logvar"], "model.heads.logvar")) if heads else None,
-    )
-
-
-def pick_output_activation(cfg: ModelConfig, value_range: tuple[float, float] | None, decoder: list[LayerSpec]) -> str:
-    """auto: sigmoid for [0,1] data, tanh for [-1,1], identity otherwise or when the decoder already ends in one."""
-    ends_in = decoder[-1].type if decoder else None
-    if cfg.output_activation != "auto":
-        if ends_in in ("Sigmoid", "Tanh") and cfg.output_activation != "identity":
-            raise ConfigError(
-                f"model.decoder ends with {ends_in} and model.output_activation is {cfg.output_activation!r}: "
-                "remove the last layer or set model.output_activation: identity"
-            )
-        return cfg.output_activation
-    if ends_in in ("Sigmoid", "Tanh"):
-        return "identity"
-    if value_range is None:
-        return "sigmoid"
-    lo, hi = value_range
-    if lo >= 0 and hi <= 1:
-        return "sigmoid"
-    if lo >= -1 and hi <= 1:
-        return "tanh"
-    return "identity"
-
-
-def _build_section(specs: list[LayerSpec], section: str) -> tuple[nn.Sequential, list[tuple[int, str]]]:
-    modules, origin = [], []
-    for i, spec in enumerate(specs):
-        for one in spec.expand():
-            try:
-                modules.append(build_layer(one))
-            except (TypeError, ValueError) as e:
-                raise ModelError(f"model.{section}[{i}] {spec}: cannot build: {e}") from None
-            origin.append((i, str(spec)))
-    return nn.Sequential(*modules), origin
-
-
-def _expected_in(module: nn.Module) -> tuple[str, int] | None:
-    for attr in ("in_features", "in_channels"):
-        if hasattr(module, attr):
-            return attr.replace("in_", ""), int(getattr(module, attr))
-    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
-        return "channels", module.num_features
-    if isinstance(module, nn.GroupNorm):
-        return "channels", module.num_channels
-    return None
-
-
-def _run_section(
-    seq: nn.Sequential, origin: list[tuple[int, str]], section: str, h: torch.Tensor, rows: list[LayerRow] | None,
-    *, cond: torch.Tensor | None = None, cond_at: int | None = None,
-) -> torch.Tensor:
-    for j, module in enumerate(seq):
-        if cond_at == j:
-            h = inject_condition(h, cond)
-        idx, token = origin[j]
-        where = f"model.{section}[{idx}] {token!r}"
-        want = _expected_in(module)
-        if want is not None and h.dim() >= 2 and not isinstance(module, nn.Linear) and h.shape[1] != want[1]:
-            raise ModelError(f"{where}: expects {want[1]} input {want[0]}, but the previous layer gives {h.shape[1]} "
-                             f"(input shape {tuple(h.shape[1:])} per sample)")
-        if isinstance(module, nn.Linear) and h.shape[-1] != module.in_features:
-            raise ModelError(f"{where}: expects {module.in_features} input features, but the previous layer gives "
-                             f"{h.shape[-1]} (input shape {tuple(h.shape[1:])} per sample)")
-        try:
-            h = module(h)
-        except Exception as e:  # torch raises RuntimeError/ValueError/IndexError for shape trouble
-            msg = str(e).splitlines()[0]
-            raise ModelError(f"{where}: fails on input of shape {tuple(h.shape[1:])} per sample: {msg}") from None
-        if rows is not None:
-            rows.append(LayerRow(section, idx, token, tuple(h.shape[1:]), sum(p.numel() for p in module.parameters())))
-    if cond_at is not None and cond_at >= len(seq):
-        h = inject_condition(h, cond)
-    return h
-
-
-def condition_width(cfg: ModelConfig, spec: DataSpec) -> tuple[str | None, int]:
-    c = cfg.condition
-    if c is None:
-        return None, 0
-    if c.kind == "label":
-        width = c.num_classes or spec.num_classes
-        if not width:
-            raise ConfigError("model.condition.num_classes: the data has no labels; give the number of classes")
-        return "label", width
-    width = c.dim or spec.condition_dim
-    if not width:
-        raise ConfigError("model.condition.dim: give the width of the condition vector")
-    return "vector", width
+ENDS_IN_ACTIVATION = ("Sigmoid", "Tanh")
 
 
 def resolve_spec(cfg: ModelConfig, data: DataSpec | Sequence[int] | None) -> DataSpec:
@@ -152,38 +38,78 @@ def resolve_spec(cfg: ModelConfig, data: DataSpec | Sequence[int] | None) -> Dat
     return spec
 
 
-def build_model(cfg: ModelConfig, data: DataSpec | Sequence[int] | None = None, *, trace: list[LayerRow] | None = None) -> VAE:
-    """Build and shape-check the VAE for data described by `data` (a DataSpec; a bare per-sample shape means values in
-    [0, 1] and nothing else known; None uses model.input_shape). The spec is all the model learns about the data."""
-    spec = resolve_spec(cfg, data)
-    shape = spec.shape
-    kind, width = condition_width(cfg, spec)
-    lists = resolve_layers(cfg, shape, width)
-    encoder, enc_origin = _build_section(lists.encoder, "encoder")
-    decoder, dec_origin = _build_section(lists.decoder, "decoder")
-    heads = None
-    if lists.heads is not None:
-        heads = (_build_section(lists.heads[0], "heads.mu"), _build_section(lists.heads[1], "heads.logvar"))
-    cond_after = 0
-    for layer in expand(lists.encoder):
-        if layer.type != "Flatten":
-            break
-        cond_after += 1
+def resolve_layers(cfg: ModelConfig, shape: tuple[int, ...], cond_width: int, per_value: int = 1) -> LayerLists:
+    """The config's parsed lists, or the preset's lists for this data, parsed here (once)."""
+    if cfg.preset is None:
+        return cfg.layers
+    lists: dict[str, Any] = resolve_preset(cfg.preset, shape, cond_width, cfg.preset_args, per_value)
+    heads = lists.get("heads")
+    return parse_layer_lists(lists["encoder"], lists["decoder"], (heads["mu"], heads["logvar"]) if heads else None)
 
-    # ---- shape check with a batch of zeros (2 samples, so BatchNorm in train mode works)
-    c = torch.zeros(2, width) if kind else None
-    if c is not None:
+
+def pick_output_activation(cfg: ModelConfig, value_range: tuple[float, float], decoder: Sequence[LayerSpec],
+                           likelihood: type[Likelihood]) -> str:
+    """auto: sigmoid for [0,1] data, tanh for [-1,1], identity otherwise or when the decoder already ends in one;
+    identity for likelihoods that read the decoder's raw outputs (logits of 256 levels, mixture parameters)."""
+    ends_in = decoder[-1].type if decoder else None
+    if not likelihood.uses_activation:
+        if cfg.output_activation not in ("auto", "identity") or ends_in in ENDS_IN_ACTIVATION:
+            what = f"model.output_activation is {cfg.output_activation!r}" if ends_in not in ENDS_IN_ACTIVATION \
+                else f"model.decoder ends with {ends_in}"
+            raise ConfigError(f"{what}, but likelihood {likelihood.name} reads the decoder's raw outputs: "
+                              "set model.output_activation: auto and end the decoder without an activation")
+        return "identity"
+    if cfg.output_activation != "auto":
+        if ends_in in ENDS_IN_ACTIVATION and cfg.output_activation != "identity":
+            raise ConfigError(
+                f"model.decoder ends with {ends_in} and model.output_activation is {cfg.output_activation!r}: "
+                "remove the last layer or set model.output_activation: identity"
+            )
+        return cfg.output_activation
+    if ends_in in ENDS_IN_ACTIVATION:
+        return "identity"
+    lo, hi = value_range
+    if lo >= 0 and hi <= 1:
+        return "sigmoid"
+    if lo >= -1 and hi <= 1:
+        return "tanh"
+    return "identity"
+
+
+def condition_width(cfg: ModelConfig, spec: DataSpec) -> tuple[str | None, int]:
+    c = cfg.condition
+    if c is None:
+        return None, 0
+    return c.kind, CONDITIONS.get(c.kind).width_for(c, spec)
+
+
+def _check_output(out_shape: tuple[int, ...], spec: DataSpec, likelihood: Likelihood) -> None:
+    want = likelihood.output_shape(spec.shape)
+    if out_shape == want:
+        return
+    if likelihood.params_per_value == 1:
+        raise ModelError(f"model.decoder outputs {out_shape} per sample but the data is {spec.shape}: "
+                         "the decoder must end at the input shape")
+    unit = "channels" if len(spec.shape) > 1 else "features"
+    raise ModelError(f"model.decoder outputs {out_shape} per sample but the data is {spec.shape} and likelihood "
+                     f"{likelihood.describe()} needs {want} ({likelihood.params_per_value} outputs per data value): "
+                     f"end the decoder at {want[0]} {unit}")
+
+
+def _shape_check(sections: dict[str, Section], spec: DataSpec, kind: str | None, width: int, cond_after: int,
+                 trace: list[LayerRow] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(latent shape, decoder output shape) per sample, from 2 zero samples (so BatchNorm in train mode works)."""
+    c = None
+    if kind is not None:  # any (B, width) vector will do; no random draw, so building never moves the global RNG
+        c = torch.zeros(2, width)
         c[:, 0] = 1.0
     with torch.no_grad():
-        for m in (encoder, decoder):
-            m.eval()
-        h = _run_section(encoder, enc_origin, "encoder", torch.zeros(2, *shape), trace, cond=c, cond_at=cond_after if kind else None)
-        if heads is not None:
-            (mu_seq, mu_o), (lv_seq, lv_o) = heads
-            for m in (mu_seq, lv_seq):
-                m.eval()
-            mu = _run_section(mu_seq, mu_o, "heads.mu", h, trace)
-            lv = _run_section(lv_seq, lv_o, "heads.logvar", h, trace)
+        for s in sections.values():
+            s.modules.eval()
+        h = run_section(sections["encoder"], torch.zeros(2, *spec.shape), trace, cond=c, cond_at=cond_after)
+        if "heads.mu" in sections:
+            mu = run_section(sections["heads.mu"], h, trace)
+            lv = run_section(sections["heads.logvar"], h, trace)
             if mu.shape != lv.shape:
                 raise ModelError(f"model.heads: mu gives {tuple(mu.shape[1:])} but logvar gives {tuple(lv.shape[1:])}; they must match")
             latent = tuple(mu.shape[1:])
@@ -195,22 +121,39 @@ def build_model(cfg: ModelConfig, data: DataSpec | Sequence[int] | None = None, 
                     f"so the count must be even (2 x latent {kind_name}); or give model.heads"
                 )
             latent = (h.shape[1] // 2, *h.shape[2:])
-        z = torch.zeros(2, *latent)
-        out = _run_section(decoder, dec_origin, "decoder", inject_condition(z, c), trace)
-    if tuple(out.shape[1:]) != shape:
-        raise ModelError(f"model.decoder outputs {tuple(out.shape[1:])} per sample but the data is {shape}: "
-                         "the decoder must end at the input shape")
-    activation = pick_output_activation(cfg, spec.value_range, lists.decoder)
-    from vaelab.model.quantize import apply_layer_quantization, build_latent_quantizer
+        out = run_section(sections["decoder"], inject_condition(torch.zeros(2, *latent), c), trace, cond=None)
+    for s in sections.values():
+        s.modules.train()
+    return latent, tuple(out.shape[1:])
 
-    sections = {"encoder": (encoder, enc_origin), "decoder": (decoder, dec_origin)}
-    if heads is not None:
-        sections.update({"heads.mu": heads[0], "heads.logvar": heads[1]})
-    apply_layer_quantization({k: v[0] for k, v in sections.items()}, {k: v[1] for k, v in sections.items()}, cfg.quantize)
+
+def build_model(cfg: ModelConfig, data: DataSpec | Sequence[int] | None = None, *, trace: list[LayerRow] | None = None) -> VAE:
+    """Build and shape-check the VAE for data described by `data` (a DataSpec; a bare per-sample shape means values in
+    [0, 1] and nothing else known; None uses model.input_shape). The spec is all the model learns about the data."""
+    spec = resolve_spec(cfg, data)
+    kind, width = condition_width(cfg, spec)
+    lik_cls, lik_opts = likelihood_choice(cfg.likelihood, cfg.likelihood_args, spec.in_unit_interval)
+    check_fits(lik_cls, spec.value_range, spec.bits)
+    lists = resolve_layers(cfg, spec.shape, width, lik_cls.per_value(lik_opts))
+    sections = {"encoder": build_section(lists.encoder, "encoder"), "decoder": build_section(lists.decoder, "decoder")}
+    if lists.heads is not None:
+        sections["heads.mu"] = build_section(lists.heads[0], "heads.mu")
+        sections["heads.logvar"] = build_section(lists.heads[1], "heads.logvar")
+    cond_after = 0
+    for layer in expand(lists.encoder):
+        if layer.type != "Flatten":
+            break
+        cond_after += 1
+    latent, out_shape = _shape_check(sections, spec, kind, width, cond_after, trace)
+    activation = pick_output_activation(cfg, spec.value_range, lists.decoder, lik_cls)
+    likelihood = lik_cls(lik_opts, value_range=spec.value_range, activation=activation)
+    _check_output(out_shape, spec, likelihood)
+    apply_layer_quantization({k: s.modules for k, s in sections.items()}, {k: s.origin for k, s in sections.items()},
+                             cfg.quantize)
     model = VAE(
-        encoder, decoder, latent_shape=latent, input_shape=shape,
-        heads=(heads[0][0], heads[1][0]) if heads else None,
-        latent_scale=cfg.latent_scale, output_activation=activation,
+        sections["encoder"].modules, sections["decoder"].modules, latent_shape=latent, input_shape=spec.shape,
+        heads=(sections["heads.mu"].modules, sections["heads.logvar"].modules) if lists.heads is not None else None,
+        latent_scale=cfg.latent_scale, likelihood=likelihood,
         condition_kind=kind, condition_width=width or None, condition_after=cond_after,
         latent_quantizer=build_latent_quantizer(cfg.quantize.latent if cfg.quantize else None),
     )
@@ -218,5 +161,4 @@ def build_model(cfg: ModelConfig, data: DataSpec | Sequence[int] | None = None, 
     return model
 
 
-def latent_size(model: VAE) -> int:
-    return math.prod(model.latent_shape)
+__all__ = ["build_model", "resolve_spec", "resolve_layers", "pick_output_activation", "LayerRow"]

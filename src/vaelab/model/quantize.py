@@ -15,6 +15,7 @@ from torch import nn
 
 from vaelab.core.errors import ConfigError
 from vaelab.core.quant_config import MAX_BITS, LatentQuantConfig, QuantizeConfig, check_bits
+from vaelab.core.registry import Registry
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -99,12 +100,15 @@ class FSQ(nn.Module):
         return f"levels={self.levels}"
 
 
+LATENT_QUANTIZERS: Registry = Registry("latent quantizer")
+LATENT_QUANTIZERS.register("uniform", lambda cfg: UniformQuantizer(cfg.bits, cfg.range),
+                           doc="n-bit uniform on [-range, range], straight-through gradient")
+LATENT_QUANTIZERS.register("fsq", lambda cfg: FSQ(cfg.levels), doc="finite scalar quantization, levels per channel")
+
+
 def build_latent_quantizer(cfg: LatentQuantConfig | None) -> nn.Module | None:
-    if cfg is None:
-        return None
-    if cfg.kind == "uniform":
-        return UniformQuantizer(cfg.bits, cfg.range)
-    return FSQ(cfg.levels)
+    """The quantizer `model.quantize.latent` names (by its kind), or None."""
+    return None if cfg is None else LATENT_QUANTIZERS.get(cfg.kind)(cfg)
 
 
 # --------------------------------------------------------------------------- fake-quantized layers
@@ -192,16 +196,13 @@ def recon_error_vs_bits(model, x: torch.Tensor, bits_list: Sequence[int | None],
     """
     was_training = model.training
     model.eval()
-    saved = getattr(model, "latent_quantizer", None)
-    model.latent_quantizer = None
     try:
         mean = model.encode(x, c).mean  # decoder units
         out: dict[int | None, float] = {}
         for bits in bits_list:
             z = mean if bits is None or bits >= 32 else UniformQuantizer(min(int(bits), MAX_BITS), range)(mean)
-            x_hat = model.activate(model.logits_from_units(z, c))  # the model's own quantizer is off here
+            x_hat = model.likelihood.mean(model.decoder_output(z, c, quantize=False))
             out[bits] = float(((x_hat.float() - x.float()) ** 2).mean())
         return out
     finally:
-        model.latent_quantizer = saved
         model.train(was_training)

@@ -1,29 +1,39 @@
 """One VAE class for every seed's model: MLP, conv, spatial latent, attention over points, conditional.
 
 Variants are parameters: the encoder/decoder layer lists, optional separate posterior heads, a latent scale
-factor, the output activation and an optional condition. The architecture (shape checks, presets) is built in
-`vaelab.model.build`; this file only runs it.
+factor, the decoder likelihood p(x|z) (which owns the output activation), an optional condition and latent
+quantizer. The architecture (shape checks, presets) is built in `vaelab.model.build`; this file only runs it.
+
+The decode family, from the latent to data:
+    decoder_output(z_units, c)   the decoder's raw output (the likelihood's parameters), z in decoder units
+    decode_params(z, c)          the same for z in scaled units (divided by latent_scale first)
+    decode(z, c)                 the likelihood's mean for z in scaled units: what reconstructions show
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vaelab.core.errors import DataError
+from vaelab.model.conditions import Condition, make_condition
 from vaelab.model.distributions import DiagonalGaussian
-
-OUTPUT_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": lambda t: t}
+from vaelab.model.likelihoods import Likelihood, default_likelihood
 
 
 @dataclass
 class VAEOutput:
-    x_logits: torch.Tensor  # decoder output before the output activation, (B, *shape)
-    x_hat: torch.Tensor  # after it
+    x_params: torch.Tensor  # decoder output = the likelihood's parameters, (B, P*C, *rest)
+    x_hat: torch.Tensor  # the likelihood's mean, (B, *shape)
     posterior: DiagonalGaussian
     z: torch.Tensor  # the latent the decoder saw, in scaled units
+
+    @property
+    def x_logits(self) -> torch.Tensor:
+        """Former name of `x_params` (the decoder output before the likelihood)."""
+        return self.x_params
 
 
 def inject_condition(h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
@@ -37,6 +47,22 @@ def inject_condition(h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
     return torch.cat([h, view.expand(b, k, *h.shape[2:])], dim=1)
 
 
+Step = Callable[[int, nn.Module, torch.Tensor], torch.Tensor]
+
+
+def run_layers(layers: Sequence[nn.Module], h: torch.Tensor, c: torch.Tensor | None, at: int = 0,
+               step: Step | None = None) -> torch.Tensor:
+    """Run `layers` in order, joining the condition c before layer `at` (after the last when at >= len(layers)).
+
+    step(i, layer, h) runs one layer (default: layer(h)); the shape checker passes its own to name failures.
+    """
+    for i, layer in enumerate(layers):
+        if i == at:
+            h = inject_condition(h, c)
+        h = step(i, layer, h) if step is not None else layer(h)
+    return inject_condition(h, c) if at >= len(layers) else h
+
+
 class VAE(nn.Module):
     def __init__(
         self,
@@ -48,11 +74,14 @@ class VAE(nn.Module):
         heads: tuple[nn.Module, nn.Module] | None = None,
         latent_scale: float = 1.0,
         output_activation: str = "sigmoid",
+        likelihood: Likelihood | None = None,
         condition_kind: str | None = None,
         condition_width: int | None = None,
         condition_after: int = 0,
         latent_quantizer: nn.Module | None = None,
     ):
+        """likelihood: p(x | decoder output); without one, auto's choice for `output_activation` (bernoulli for
+        sigmoid, else the mse Gaussian). condition_after: encoder layers (a leading Flatten) before c joins."""
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -60,67 +89,67 @@ class VAE(nn.Module):
         self.latent_shape = tuple(latent_shape)
         self.input_shape = tuple(input_shape)
         self.latent_scale = float(latent_scale)
-        self.output_activation = output_activation
-        self._activate = OUTPUT_ACTIVATIONS[output_activation]
-        self.condition_kind = condition_kind
-        self.condition_width = condition_width
-        self.condition_after = condition_after  # encoder layers (leading Flatten) before the condition joins
+        self.likelihood = likelihood if likelihood is not None else default_likelihood(output_activation)
+        self.condition: Condition | None = make_condition(condition_kind, condition_width)
+        self.condition_after = condition_after
         self.latent_quantizer = latent_quantizer  # vaelab.model.quantize: applied to every latent the decoder sees
+
+    @property
+    def output_activation(self) -> str:
+        return self.likelihood.activation
 
     # ----------------------------------------------------------------- condition
     @property
     def conditional(self) -> bool:
-        return self.condition_kind is not None
+        return self.condition is not None
+
+    @property
+    def condition_kind(self) -> str | None:
+        return None if self.condition is None else self.condition.name
+
+    @property
+    def condition_width(self) -> int | None:
+        return None if self.condition is None else self.condition.width
 
     def condition_vector(self, y: torch.Tensor | None) -> torch.Tensor | None:
         """Labels (B,) -> one-hot (B, K); vectors (B, K) pass through; None for unconditional models."""
-        if not self.conditional:
+        if self.condition is None:
             return None
         if y is None:
             raise DataError("this model is conditional: give labels (or condition vectors) with the inputs")
-        if self.condition_kind == "label":
-            y = y.long().view(-1)
-            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.condition_width):
-                raise DataError(f"label out of range: the model has {self.condition_width} classes (0..{self.condition_width - 1})")
-            return F.one_hot(y, self.condition_width).float()
-        return y.float().view(y.shape[0], -1)
+        return self.condition.vector(y)
 
     # ------------------------------------------------------------------- encoder
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> DiagonalGaussian:
         """Posterior q(z|x) in the decoder's units; `.mean * latent_scale` is the scaled latent."""
-        h = x
-        for i, layer in enumerate(self.encoder):
-            if i == self.condition_after:
-                h = inject_condition(h, c)
-            h = layer(h)
-        if self.condition_after >= len(self.encoder):
-            h = inject_condition(h, c)
+        h = run_layers(self.encoder, x, c, self.condition_after)
         if self.mu_head is not None:
             return DiagonalGaussian(self.mu_head(h), self.logvar_head(h))
         mean, logvar = torch.chunk(h, 2, dim=1)  # (B, 2C, ...) -> 2 x (B, C, ...)
         return DiagonalGaussian(mean, logvar)
 
     # ------------------------------------------------------------------- decoder
-    def logits_from_units(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoder output before the output activation for z in decoder units: latent quantizer, condition, decoder."""
-        return self.decoder(inject_condition(self.quantize_latent(z), c))
+    def decoder_output(self, z: torch.Tensor, c: torch.Tensor | None = None, *, quantize: bool = True) -> torch.Tensor:
+        """The likelihood's parameters (B, P*C, *rest) for z in decoder units: latent quantizer, condition, decoder.
 
-    def decode_logits(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoder output before the output activation, for a latent in scaled units."""
-        return self.logits_from_units(z / self.latent_scale, c)
+        quantize=False skips the model's latent quantizer (for z that is already quantized, or to compare bit widths).
+        """
+        return run_layers(self.decoder, self.quantize_latent(z) if quantize else z, c)
+
+    def decode_params(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The likelihood's parameters for a latent in scaled units."""
+        return self.decoder_output(z / self.latent_scale, c)
 
     def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self._activate(self.decode_logits(z, c))
-
-    def activate(self, logits: torch.Tensor) -> torch.Tensor:
-        return self._activate(logits)
+        """The likelihood's mean for a latent in scaled units (B, *shape)."""
+        return self.likelihood.mean(self.decode_params(z, c))
 
     # ------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, *, sample: bool = True) -> VAEOutput:
         posterior = self.encode(x, c)
         z = self.quantize_latent(posterior.sample() if sample else posterior.mode())  # decoder units
-        logits = self.decoder(inject_condition(z, c))
-        return VAEOutput(logits, self._activate(logits), posterior, z * self.latent_scale)
+        params = self.decoder_output(z, c, quantize=False)  # z is quantized already
+        return VAEOutput(params, self.likelihood.mean(params), posterior, z * self.latent_scale)
 
     @torch.no_grad()
     def sample(
@@ -131,10 +160,11 @@ class VAE(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Decode n draws from the prior N(0, T^2 I), in the decoder's units (never divided by the scale)."""
+        """The likelihood's mean at n draws from the prior N(0, T^2 I), in the decoder's units (never divided by
+        the scale)."""
         p = next(self.parameters())
         z = torch.randn((n, *self.latent_shape), generator=generator, device=p.device, dtype=p.dtype) * temperature
-        return self._activate(self.logits_from_units(z, c))
+        return self.likelihood.mean(self.decoder_output(z, c))
 
     # -------------------------------------------------------------- quantization
     def quantize_latent(self, z: torch.Tensor) -> torch.Tensor:

@@ -51,9 +51,13 @@ def _val(ctx: TrialContext, samples: int | None) -> tuple[torch.Tensor, torch.Te
     return split.take(min(samples or len(split), len(split)))
 
 
-def _scores(ctx: TrialContext, x: torch.Tensor, y, k: int) -> torch.Tensor:
-    """Per-sample negative log-likelihood (N,): negative ELBO for k=1, importance-weighted NLL with k samples."""
-    return nll_scores(ctx.model, x, y, k=k, generator=ctx.generator())
+def _scores(ctx: TrialContext, x: torch.Tensor, y, k: int, likelihood: str | None = None) -> torch.Tensor:
+    """Per-sample negative log-likelihood (N,): negative ELBO for k=1, importance-weighted NLL with k samples;
+    under the trial's own likelihood, or the one named (so trials trained with different ones compare)."""
+    from vaelab.model.likelihoods import likelihood_for
+
+    lik = None if likelihood is None else likelihood_for(ctx.model, likelihood)
+    return nll_scores(ctx.model, x, y, k=k, generator=ctx.generator(), likelihood=lik)
 
 
 @OBJECTIVES.register("neg_elbo", direction="minimize", doc="validation loss of the last epoch (the negative ELBO per sample with the default loss)")
@@ -64,10 +68,11 @@ def neg_elbo(ctx: TrialContext) -> float:
     return float(rows[-1]["val_loss"])
 
 
-@OBJECTIVES.register("iw_nll", direction="minimize", doc="importance-weighted NLL on validation data (options: k, samples)")
-def iw_nll(ctx: TrialContext, *, k: int = 16, samples: int | None = 512) -> float:
+@OBJECTIVES.register("iw_nll", direction="minimize",
+                     doc="importance-weighted NLL on validation data (options: k, samples, likelihood: one for every trial)")
+def iw_nll(ctx: TrialContext, *, k: int = 16, samples: int | None = 512, likelihood: str | None = None) -> float:
     x, y = _val(ctx, samples)
-    return float(_scores(ctx, x, y, k).mean())
+    return float(_scores(ctx, x, y, k, likelihood).mean())
 
 
 @OBJECTIVES.register("ood", direction="minimize", check=lambda options: _check_ood(options),

@@ -94,8 +94,8 @@ class TensorBoardLogger:
             g = torch.Generator(device="cpu").manual_seed(self.seed)
             if not model.conditional:
                 self._grid("samples", model.sample(16, generator=g).float(), 8, epoch)
-            elif model.condition_kind == "label":  # one sample per label, in label order
-                labels = torch.arange(model.condition_width, device=device)
+            elif model.condition.takes_labels:  # one sample per label, in label order
+                labels = model.condition.all_labels(1).to(device)
                 samples = model.sample(len(labels), model.condition_vector(labels), generator=g)
                 self._grid("samples (one per label, 0 first)", samples.float(), min(len(labels), 10), epoch)
         finally:

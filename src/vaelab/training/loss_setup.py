@@ -32,7 +32,8 @@ class LossSetup:
 
     @classmethod
     def from_config(cls, cfg: Config, model, value_range: Sequence[float]) -> "LossSetup":
-        """`model` gives the sample shape (terms such as SSIM need images) and its output activation."""
+        """`model` gives the sample shape (terms such as SSIM need images) and its likelihood, whose NLL is the
+        reconstruction term."""
         lc = cfg.loss
         lo, hi = value_range
         kind = recon_kind(lc, value_range)
@@ -42,7 +43,7 @@ class LossSetup:
             if problem:
                 raise ConfigError(problem)
         options = LossOptions(kind, kind == "bce" and model.output_activation == "sigmoid", lc.reduction,
-                              lc.free_bits, lc.data_range or (hi - lo) or 1.0)
+                              lc.free_bits, lc.data_range or (hi - lo) or 1.0, model.likelihood)
         return cls(weights, options, make_schedule(lc.kl_schedule.kind, **lc.kl_schedule.params()))
 
     def __call__(self, out, x: Tensor, kl_scale: float) -> LossTerms:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Literal, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -169,12 +169,24 @@ class LossOptions:
     reduction: Reduction = "sum"
     free_bits: float = 0.0
     data_range: float = 1.0  # SSIM data range: 1.0 for [0, 1] data, 2.0 for [-1, 1]
+    likelihood: Any = None  # the model's p(x|z) (vaelab.model.likelihoods): recon is then its NLL (recon_kind unused)
 
 
 class _VAEOutputLike(Protocol):
     x_logits: Tensor
     x_hat: Tensor
     posterior: DiagonalGaussian
+
+
+class _LikelihoodLike(Protocol):
+    def loss(self, params: Tensor, x: Tensor) -> Tensor: ...
+
+
+def reconstruction_nll(likelihood: _LikelihoodLike, params: Tensor, x: Tensor, reduction: Reduction = "sum") -> Tensor:
+    """The model's likelihood's reconstruction term per sample -> (B,): its per-element NLL (in nats; `loss.recon:
+    mse` drops the Gaussian's constant) summed or averaged over the non-batch dims. The same likelihood scores the
+    run in vaelab.use.likelihood, so training and evaluation agree."""
+    return _reduce(likelihood.loss(params, x), reduction)
 
 
 TermFn = Callable[[_VAEOutputLike, Tensor, LossOptions], Tensor]  # (out, x, options) -> (B,)
@@ -212,6 +224,8 @@ def loss_term(name: str, *, weight: WeightFn | None = None, key: str | None = No
 
 @loss_term("recon", weight=lambda lc: lc.alpha, key="loss.alpha", doc="reconstruction (loss.recon), weight alpha")
 def _recon_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
+    if o.likelihood is not None:
+        return reconstruction_nll(o.likelihood, out.x_logits, x, o.reduction)  # x_logits: the decoder output
     if o.recon_kind == "bce" and o.logits:
         return reconstruction(out.x_logits, x, "bce", logits=True, reduction=o.reduction)
     return reconstruction(out.x_hat, x, o.recon_kind, logits=False, reduction=o.reduction)

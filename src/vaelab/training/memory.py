@@ -97,9 +97,7 @@ def build_step(cfg: Config, spec: dict[str, Any], device: torch.device) -> Calla
                 x = torch.rand(batch, *data.shape, device=device) * (hi - lo) + lo
                 c = None
                 if model.conditional:
-                    y = (torch.randint(0, model.condition_width, (batch,), device=device)
-                         if model.condition_kind == "label" else torch.rand(batch, model.condition_width, device=device))
-                    c = model.condition_vector(y)
+                    c = model.condition_vector(model.condition.random_inputs(batch, device))
                 step(x, c, 1.0, apply=True)
                 del x, c
 

@@ -39,7 +39,7 @@ def preflight(
     fp = estimate(cfg.model, spec)
     check_fits(fp, cfg, device)
     width, num_classes = fp.model.condition_width, None if spec is None else spec.num_classes
-    if fp.model.condition_kind == "label" and num_classes is not None and width is not None and width < num_classes:
+    if fp.model.conditional and fp.model.condition.takes_labels and num_classes is not None and width < num_classes:
         raise ConfigError(f"model.condition.num_classes is {width} but the data has {num_classes} classes; "
                           f"set it to {num_classes} or leave it out (it is taken from the data)")
     batch = cfg.train.batch_size if isinstance(cfg.train.batch_size, int) else 1

@@ -295,7 +295,7 @@ def diffusers_config_of(run: Run) -> dict[str, Any]:
     if m.output_activation != "identity":
         raise ModelError(f"model.output_activation is {m.output_activation!r}: AutoencoderKL's decoder has no output "
                          "activation, so diffusers would decode differently; train with model.output_activation: identity")
-    lists = resolve_layers(run.config.model, m.input_shape, 0)
+    lists = resolve_layers(run.config.model, m.input_shape, 0, m.likelihood.params_per_value)
     enc = [str(one) for spec in lists.encoder for one in spec.expand()]
     dec = [str(one) for spec in lists.decoder for one in spec.expand()]
     guess = _guess_config(enc, dec, tuple(m.input_shape), m.latent_scale)

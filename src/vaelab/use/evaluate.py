@@ -17,7 +17,7 @@ from vaelab.core.checkpoint import atomic_write_text
 from vaelab.plots import new_figure, is_image_shape, loss_curves, save_figure, scatter_points, to_display
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
-from vaelab.use.likelihood import default_likelihood, log_likelihood, nll
+from vaelab.use.likelihood import log_likelihood, nll
 from vaelab.use.metrics import (FEATURE_METRICS, active_units, conditional_sample_accuracy, embed_2d, mmd_rbf,
                                  wasserstein_per_dim)
 from vaelab.use.outputs import alternating_rows, render_point_cloud, write_grid, write_png
@@ -33,7 +33,7 @@ class Evaluation:
 
 
 @torch.no_grad()
-def _posterior_pass(run: Run, x, c, lik: str, generator: torch.Generator, batch_size: int = 256):
+def _posterior_pass(run: Run, x, c, generator: torch.Generator, batch_size: int = 256):
     """Per item: reconstruction NLL at one draw, KL; posterior means; KL per dim; mean-latent reconstructions."""
     model = run.model
     rec, kl, mus, kl_dims, recons = [], [], [], [], []
@@ -42,7 +42,7 @@ def _posterior_pass(run: Run, x, c, lik: str, generator: torch.Generator, batch_
         cb = None if c is None else c[s : s + batch_size]
         post = model.encode(xb, cb)
         eps = torch.randn(post.mean.shape, generator=generator)
-        rec.append(-log_likelihood(model, post.mean + post.std * eps, xb, cb, lik))
+        rec.append(-log_likelihood(model, post.mean + post.std * eps, xb, cb))
         kl.append(post.kl())
         mus.append(post.mean)
         kl_dims.append(post.kl_per_dim())
@@ -61,14 +61,13 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
     out_dir.mkdir(parents=True, exist_ok=True)
     c = model.condition_vector(y) if model.conditional else None
     x = items.x
-    lik = default_likelihood(model, x)
     g = torch.Generator().manual_seed(seed)
-    rec, kl, mu, kl_dims, recon = _posterior_pass(run, x, c, lik, g)
-    iw = nll(model, x, y, k=k, batch_size=max(1, min(256, 2**22 // max(1, k * x[0].numel()) or 1)), generator=g, likelihood=lik)
+    rec, kl, mu, kl_dims, recon = _posterior_pass(run, x, c, g)
+    iw = nll(model, x, y, k=k, batch_size=max(1, min(256, 2**22 // max(1, k * x[0].numel()) or 1)), generator=g)
     n_active, unit_var = active_units(mu)
     kl_per_dim = kl_dims.reshape(kl_dims.shape[0], -1).mean(dim=0)
     m: dict[str, Any] = {
-        "items": len(items), "data": items.source, "likelihood": "bernoulli" if lik == "bce" else "gaussian(sigma^2=0.5)",
+        "items": len(items), "data": items.source, "likelihood": model.likelihood.describe(),
         "negative_elbo": float((rec + kl).mean()), "reconstruction_nll": float(rec.mean()), "kl": float(kl.mean()),
         "mse": float((recon - x).pow(2).mean()),
         f"iw_nll_k{k}": float(iw.mean()), "iw_k": k,
@@ -94,8 +93,8 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
     if len(shape) >= 3 and min(shape[1:]) >= 3:
         m["ssim"] = float(ssim(recon, x, data_range=(vr[1] - vr[0]) or 1.0).mean())
     sample_labels = None
-    if model.conditional and model.condition_kind == "label":
-        sample_labels = torch.arange(model.condition_width).repeat_interleave(8)
+    if model.conditional:
+        sample_labels = model.condition.all_labels(8)  # None for condition vectors
     n_gen = len(sample_labels) if sample_labels is not None else max(64, min(len(items), 2000))
     if model.conditional and sample_labels is None:
         gen = None  # condition vectors: nothing to sample without data-specific conditions
@@ -125,7 +124,7 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         figures.append(out_dir / "eval_points.png")
     figures.append(_embedding_figure(mu, items.y, out_dir / "latent_embedding.png", embedding, seed))
     figures.append(_kl_figure(kl_per_dim, out_dir / "kl_per_dim.png"))
-    if model.conditional and model.condition_kind == "label":
+    if model.conditional and model.condition.takes_labels:
         m.update(_conditional_accuracy(run, seed))
     m["figures"] = [f.name for f in figures]
     path = out_dir / EVALUATION_NAME

@@ -85,9 +85,7 @@ def dataset_items(run: Run, spec: str | None = None, data_path: str | Path | Non
     chosen = splits.get(split) or splits.get("test") or splits.get("val") or splits["train"]
     n = len(chosen) if limit is None else min(limit, len(chosen))
     x, y = chosen.take(n)
-    check_shape(run, x, f"dataset {cfg.name!r}")
-    if spec is not None and run.model.conditional and run.model.condition_kind == "label" and y is not None and y.dim() == 1:
-        pass  # labels of another dataset are used as given; condition_vector checks the range
+    check_shape(run, x, f"dataset {cfg.name!r}")  # labels of another dataset are used as given; the condition checks them
     return Items(x.float(), y, [f"item-{i:06d}" for i in range(n)], tuple(bundle.value_range), cfg.name)
 
 
@@ -155,10 +153,7 @@ def check_label(run: Run, label: int) -> None:
     model = run.model
     if not model.conditional:
         raise DataError(f"--label {label}: the model of {run.path} is unconditional; drop --label")
-    if model.condition_kind != "label":
-        raise DataError(f"--label: the model of {run.path} takes condition vectors, not class labels")
-    if not 0 <= label < model.condition_width:
-        raise DataError(f"--label {label} is out of range: the model has {model.condition_width} classes (0..{model.condition_width - 1})")
+    model.condition.check_label(label, f"the model of {run.path}")
 
 
 def load_items(run: Run, *, data: str | None = None, data_path: str | Path | None = None, input_folder: str | Path | None = None,

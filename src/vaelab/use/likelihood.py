@@ -1,55 +1,35 @@
 """Per-item negative ELBO and importance-weighted NLL (Burda et al. 2016), all K samples of a batch at once.
 
-The decoder likelihood p(x|z) follows the run's reconstruction loss so that k=1 reproduces the training loss
-(with `loss.reduction: sum`, alpha=1, kl_weight=1):
-- "bce": Bernoulli with the decoder's logits (sigmoid-output models on [0, 1] data), exact for binary x,
-  the cross-entropy for grey values.
-- "mse": Gaussian N(x; x_hat, sigma^2 I) with sigma^2 = 1/2 (`GAUSSIAN_SIGMA`), the density whose NLL is the sum
-  of squared errors plus the constant 0.5 * D * log(pi); that constant is included, so values are true nats.
+The decoder likelihood p(x|z) is the model's own (`model.likelihood`, vaelab.model.likelihoods): the one the run
+was trained with, so k=1 reproduces the training loss (with `loss.reduction: sum`, alpha=1, kl_weight=1), up to
+the constant a `loss.recon: mse` run leaves out of its training loss. Values are true nats: a Bernoulli on grey
+values is the cross-entropy (see continuous_bernoulli for a normalised density on [0, 1]).
 """
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from vaelab.model.distributions import DiagonalGaussian, standard_normal_log_prob
-from vaelab.training.losses import bernoulli_nll, gaussian_nll
+from vaelab.model.likelihoods import Likelihood
 from vaelab.model.vae import VAE
 from vaelab.core.errors import ArgumentError
 
-Likelihood = Literal["bce", "mse"]
-GAUSSIAN_SIGMA = math.sqrt(0.5)  # sum of squared errors == Gaussian NLL with sigma^2 = 1/2, up to a constant
+GAUSSIAN_SIGMA = math.sqrt(0.5)  # loss.recon mse: the squared error is the Gaussian NLL with sigma^2 = 1/2, less a constant
 CHUNK_ELEMENTS = 2**24  # decoder outputs held at once (K_chunk * B * D floats), about 64 MB of float32
 
 
-def _decoder_ends_in_sigmoid(model: VAE) -> bool:
-    """Seed 003 writes its own final Sigmoid; then the decoder already outputs probabilities."""
-    return len(model.decoder) > 0 and isinstance(model.decoder[-1], torch.nn.Sigmoid)
-
-
-def default_likelihood(model: VAE, x: Tensor) -> Likelihood:
-    """Bernoulli for a model with sigmoid outputs on [0, 1] data, Gaussian otherwise."""
-    sigmoid_out = model.output_activation == "sigmoid" or _decoder_ends_in_sigmoid(model)
-    if sigmoid_out and float(x.min()) >= 0.0 and float(x.max()) <= 1.0:
-        return "bce"
-    return "mse"
-
-
-def log_likelihood(model: VAE, z: Tensor, x: Tensor, c: Tensor | None, likelihood: Likelihood) -> Tensor:
-    """log p(x|z) per row of z (decoder units) -> (M,); x and c already repeated to M rows."""
-    logits = model.logits_from_units(z, c)
-    if likelihood == "bce":
-        if model.output_activation != "sigmoid":  # the decoder gave probabilities
-            logits = torch.logit(logits.float().clamp(1e-7, 1 - 1e-7))
-        return -bernoulli_nll(logits, x)
-    return -gaussian_nll(model.activate(logits), x, GAUSSIAN_SIGMA)
+def log_likelihood(model: VAE, z: Tensor, x: Tensor, c: Tensor | None, likelihood: Likelihood | None = None) -> Tensor:
+    """log p(x|z) per row of z (decoder units) -> (M,); x and c already repeated to M rows. The model's likelihood
+    unless another is given."""
+    lik = likelihood if likelihood is not None else model.likelihood
+    return -lik.nll_per_sample(model.decoder_output(z, c), x)
 
 
 def iw_nll_from_posterior(
-    model: VAE, posterior: DiagonalGaussian, x: Tensor, c: Tensor | None, eps: Tensor, likelihood: Likelihood
+    model: VAE, posterior: DiagonalGaussian, x: Tensor, c: Tensor | None, eps: Tensor, likelihood: Likelihood | None = None
 ) -> Tensor:
     """-log (1/K) sum_k p(x, z_k) / q(z_k|x) with z_k = mean + std * eps[k] -> (B,).
 
@@ -57,7 +37,8 @@ def iw_nll_from_posterior(
     k=1 is the negative ELBO with the KL estimated by one sample; see `negative_elbo` for the analytic KL.
     """
     k, b = eps.shape[0], eps.shape[1]
-    d = max(1, x[0].numel())
+    lik = likelihood if likelihood is not None else model.likelihood
+    d = max(1, x[0].numel() * lik.params_per_value)  # decoder outputs per item (256 per value for categorical256)
     chunk = max(1, min(k, CHUNK_ELEMENTS // max(1, b * d)))
     mean, std = posterior.mean, posterior.std
     log_w = []
@@ -77,7 +58,8 @@ def iw_nll_from_posterior(
     return -(torch.logsumexp(lw, dim=0) - math.log(k))
 
 
-def negative_elbo(model: VAE, x: Tensor, c: Tensor | None, likelihood: Likelihood, eps: Tensor | None = None) -> Tensor:
+def negative_elbo(model: VAE, x: Tensor, c: Tensor | None, likelihood: Likelihood | None = None,
+                  eps: Tensor | None = None) -> Tensor:
     """-E_q[log p(x|z)] + KL(q || N(0, I)) with one draw and the analytic KL -> (B,) (the training objective)."""
     post = model.encode(x, c)
     z = post.mean if eps is None else post.mean + post.std * eps
@@ -86,7 +68,7 @@ def negative_elbo(model: VAE, x: Tensor, c: Tensor | None, likelihood: Likelihoo
 
 @torch.no_grad()
 def batch_nll(
-    model: VAE, x: Tensor, c: Tensor | None, *, k: int, likelihood: Likelihood, generator: torch.Generator | None
+    model: VAE, x: Tensor, c: Tensor | None, *, k: int, likelihood: Likelihood | None, generator: torch.Generator | None
 ) -> Tensor:
     """Negative ELBO (k=1, one draw, analytic KL) or IW-NLL with k samples for one batch -> (B,)."""
     post = model.encode(x, c)
@@ -107,13 +89,13 @@ def nll(
     generator: torch.Generator | None = None,
     likelihood: Likelihood | None = None,
 ) -> Tensor:
-    """Per-item NLL in nats -> (N,): negative ELBO for k=1, importance-weighted NLL with k samples otherwise."""
+    """Per-item NLL in nats -> (N,): negative ELBO for k=1, importance-weighted NLL with k samples otherwise, under
+    the model's likelihood (or `likelihood`)."""
     if k < 1:
         raise ArgumentError(f"--k must be >= 1 importance samples, got {k}")
     if batch_size < 1:
         raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
-    lik = likelihood or default_likelihood(model, x)
     p = next(model.parameters())
     # keep K*B decoder rows per chunk near the budget: fewer items per batch when K is large
     out = []
@@ -121,9 +103,8 @@ def nll(
         xb = x[s : s + batch_size].to(p.device, p.dtype)
         yb = None if y is None else y[s : s + batch_size].to(p.device)
         c = model.condition_vector(yb)
-        out.append(batch_nll(model, xb, c, k=k, likelihood=lik, generator=generator).cpu())
+        out.append(batch_nll(model, xb, c, k=k, likelihood=likelihood, generator=generator).cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
-__all__ = ["nll", "batch_nll", "iw_nll_from_posterior", "negative_elbo", "log_likelihood", "default_likelihood",
-           "GAUSSIAN_SIGMA", "Likelihood"]
+__all__ = ["nll", "batch_nll", "iw_nll_from_posterior", "negative_elbo", "log_likelihood", "GAUSSIAN_SIGMA"]

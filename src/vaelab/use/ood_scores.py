@@ -54,10 +54,11 @@ class ScoreContext:
 
 
 def nll_scores(model: VAE, x: Tensor, y: Tensor | None = None, *, k: int = 1, batch_size: int = 256,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None, likelihood=None) -> Tensor:
     """Per-item NLL in nats -> (N,): negative ELBO for k=1, importance-weighted NLL with k samples otherwise,
-    under the model's decoder likelihood. y: labels or condition vectors for conditional models."""
-    return nll(model, x, y, k=k, batch_size=batch_size, generator=generator)
+    under the model's decoder likelihood (or `likelihood`, see vaelab.model.likelihoods.likelihood_for).
+    y: labels or condition vectors for conditional models."""
+    return nll(model, x, y, k=k, batch_size=batch_size, generator=generator, likelihood=likelihood)
 
 
 @OOD_SCORES.register("nll", options=ScoreOptions, doc="negative log-likelihood in nats (IW with --k samples)")

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.model.vae import VAE
-from vaelab.use.likelihood import Likelihood, default_likelihood, iw_nll_from_posterior, log_likelihood
+from vaelab.model.likelihoods import Likelihood
+from vaelab.use.likelihood import iw_nll_from_posterior, log_likelihood
 from vaelab.model.distributions import DiagonalGaussian
 from vaelab.use.regret_layers import encode_per_input
 from vaelab.use.regret_linear import input_linear_index, regret_batch_linear
@@ -58,7 +59,8 @@ def _noise(model: VAE, x: Tensor, c: Tensor | None, steps: int, k: int, generato
     return torch.stack(train, dim=1), torch.stack(evals, dim=1)
 
 
-def _elbo_loss(model: VAE, mean: Tensor, logvar: Tensor, eps: Tensor, x: Tensor, c: Tensor | None, lik: Likelihood) -> Tensor:
+def _elbo_loss(model: VAE, mean: Tensor, logvar: Tensor, eps: Tensor, x: Tensor, c: Tensor | None,
+               lik: Likelihood | None) -> Tensor:
     post = DiagonalGaussian(mean, logvar)
     z = post.mean + post.std * eps
     return -log_likelihood(model, z, x, c, lik) + post.kl()  # (B,)
@@ -161,7 +163,7 @@ def regret_scores(
     """
     _check(steps, lr, k, weight_decay)
     model.eval()
-    lik = likelihood or default_likelihood(model, x)
+    lik = likelihood  # None: the model's own, the one it was trained with
     c_all = model.condition_vector(y)
     eps_train, eps_eval = _noise(model, x, c_all, steps, k, generator)
     names = [n for n, _ in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
@@ -213,7 +215,7 @@ def regret_scores_loop(
     input, as the paper's compute_LR.py)."""
     _check(steps, lr, k, weight_decay)
     model.eval()
-    lik = likelihood or default_likelihood(model, x)
+    lik = likelihood  # None: the model's own, the one it was trained with
     c_all = model.condition_vector(y)
     eps_train, eps_eval = _noise(model, x, c_all, steps, k, generator)
     with _frozen(model):  # the copies below re-enable their encoder's gradients

@@ -21,7 +21,7 @@ from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vaelab.core.registry import Registry
-from vaelab.model.vae import VAE, inject_condition
+from vaelab.model.vae import VAE, run_layers
 
 Kernel = Callable[[nn.Module, dict[str, Tensor], Tensor], Tensor]
 PER_INPUT_LAYERS: Registry = Registry("per-input layer kernel")
@@ -208,13 +208,9 @@ def encode_per_input(model: VAE, params: dict[str, Tensor], x: Tensor, c: Tensor
 
     start: the encoder layer `x` enters at (the factored path feeds the first Linear's output to layer idx + 1).
     """
-    h = x
-    for i in range(start, len(model.encoder)):
-        if i == model.condition_after:
-            h = inject_condition(h, c)
-        h = run_module(model.encoder[i], _sub(params, f"encoder.{i}."), h)
-    if model.condition_after >= len(model.encoder):
-        h = inject_condition(h, c)
+    joined = model.condition_after < start  # the condition is already part of x
+    h = run_layers(list(model.encoder)[start:], x, None if joined else c, model.condition_after - start,
+                   lambda i, layer, h: run_module(layer, _sub(params, f"encoder.{start + i}."), h))
     if model.mu_head is not None:
         return (run_module(model.mu_head, _sub(params, "mu_head."), h),
                 run_module(model.logvar_head, _sub(params, "logvar_head."), h))

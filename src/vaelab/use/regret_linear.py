@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.model.distributions import DiagonalGaussian
-from vaelab.model.vae import VAE, inject_condition
+from vaelab.model.vae import VAE, run_layers
 from vaelab.use.regret_layers import encode_per_input
 
 F_CHUNK_ELEMENTS = 2**23  # (B', H, D) temporaries in the weight-update sum, about 32 MB
@@ -31,14 +31,8 @@ def input_linear_index(model: VAE) -> int | None:
 
 
 def _layer_input(model: VAE, idx: int, x: Tensor, c: Tensor | None) -> Tensor:
-    h = x
-    for j in range(idx):
-        if j == model.condition_after:
-            h = inject_condition(h, c)
-        h = model.encoder[j](h)
-    if model.condition_after == idx:
-        h = inject_condition(h, c)
-    return h
+    """The input of encoder layer `idx` (the condition joined where the model joins it, at or before idx)."""
+    return run_layers(list(model.encoder)[:idx], x, c, model.condition_after)
 
 
 def _distinct_values(u: Tensor) -> tuple[Tensor, Tensor]:

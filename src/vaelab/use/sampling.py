@@ -42,11 +42,9 @@ def sample_tensor(run: Run, n: int, *, label: int | None = None, all_labels: boo
         check_label(run, label)
         labels = torch.full((n,), label, dtype=torch.long)
     elif model.conditional:
-        if model.condition_kind != "label":
+        labels = model.condition.all_labels(n)  # a conditional model needs a label: default to every label
+        if labels is None:
             raise DataError(f"the model of {run.path} takes condition vectors; sampling needs labels, which it has none of")
-        if not all_labels and label is None:
-            all_labels = True  # a conditional model needs a label: default to every label
-        labels = torch.arange(model.condition_width).repeat_interleave(n)
     elif all_labels:
         raise DataError(f"--all-labels: the model of {run.path} is unconditional; drop it")
     c = model.condition_vector(labels) if labels is not None else None

@@ -97,7 +97,7 @@ def sample(run: RunLike, n: int = 16, labels: Labels = None, *, temperature: flo
     if not model.conditional or labels is None:
         x, _ = sample_tensor(r, n, temperature=temperature, seed=seed)
         return x
-    if model.condition_kind != "label":
+    if not model.condition.takes_labels:
         raise DataError(f"the model of {r.path} takes condition vectors; decode latents with them instead of sampling")
     wanted = [labels] if isinstance(labels, int) else [int(v) for v in torch.as_tensor(labels).view(-1)]
     return torch.cat([sample_tensor(r, n, label=k, temperature=temperature, seed=seed + i)[0] for i, k in enumerate(wanted)])
