@@ -128,10 +128,13 @@ def _check(steps: int, lr: float, k: int, weight_decay: float = 0.0) -> None:
         raise ArgumentError(f"--regret-weight-decay must be >= 0, got {weight_decay}")
 
 
-def auto_batch(model: VAE, budget: int = MEMORY_BUDGET, cap: int = 128) -> int:
+def auto_batch(model: VAE, budget: int = MEMORY_BUDGET, cap: int = 128, skip: int | None = None) -> int:
     """Inputs re-fitted together: as many encoder copies (x5 for gradients, Adam moments, temporaries) as fit in
-    `budget` bytes, at most `cap` (beyond ~128 the per-op overhead is already amortised)."""
-    n = sum(p.numel() * p.element_size() for name, p in model.named_parameters() if name.startswith(ENCODER_PREFIXES))
+    `budget` bytes, at most `cap` (beyond ~128 the per-op overhead is already amortised). skip: the index of an
+    encoder layer kept in factored form (not copied)."""
+    skipped = f"encoder.{skip}." if skip is not None else None
+    n = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
+            if name.startswith(ENCODER_PREFIXES) and not (skipped and name.startswith(skipped)))
     return max(1, min(cap, budget // max(1, 5 * n)))
 
 
@@ -169,7 +172,7 @@ def regret_scores(
     names = [n for n, _ in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
     base = dict(model.named_parameters())
     fast_idx = input_linear_index(model) if factored else None
-    batch_size = batch_size or auto_batch(model)
+    batch_size = batch_size or auto_batch(model, skip=fast_idx)
     out = []
     with _frozen(model):
         for s in range(0, x.shape[0], batch_size):

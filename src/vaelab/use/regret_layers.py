@@ -27,8 +27,29 @@ Kernel = Callable[[nn.Module, dict[str, Tensor], Tensor], Tensor]
 PER_INPUT_LAYERS: Registry = Registry("per-input layer kernel")
 
 
+class _RowLinear(torch.autograd.Function):
+    """y_b = W_b x_b + c_b for one row per input, x (B, in), W (B, out, in): the weight gradient is an outer product,
+    written as a broadcast product, where autograd's bmm with an inner dimension of 1 is ~10x slower on CPU."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        y = torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)  # (B, out)
+        return y + b if b is not None else y
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, w = ctx.saved_tensors
+        gx = torch.bmm(g.unsqueeze(1), w).squeeze(1) if ctx.needs_input_grad[0] else None  # (B, in)
+        gw = g.unsqueeze(-1) * x.unsqueeze(1) if ctx.needs_input_grad[1] else None  # (B, out, in)
+        return gx, gw, (g if ctx.has_bias and ctx.needs_input_grad[2] else None)
+
+
 def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """x (B, ..., in), w (B, out, in), b (B, out) -> (B, ..., out)."""
+    if x.dim() == 2:
+        return _RowLinear.apply(x, w, b)
     flat = x.reshape(x.shape[0], -1, x.shape[-1])  # (B, M, in)
     y = torch.bmm(flat, w.transpose(1, 2)) if b is None else torch.baddbmm(b.unsqueeze(1), flat, w.transpose(1, 2))
     return y.reshape(*x.shape[:-1], w.shape[1])

@@ -50,15 +50,18 @@ def _distinct_values(u: Tensor) -> tuple[Tensor, Tensor]:
     return vals, weights
 
 
-def _weight_step_sum(r: Tensor, absu: Tensor, u2: Tensor, eps: float) -> Tensor:
-    """sum_k u2_k / (r_j absu_k + eps) -> (B, H), chunked over B."""
-    b, h = r.shape
-    d = absu.shape[1]
-    chunk = max(1, F_CHUNK_ELEMENTS // max(1, h * d))
+def _weight_step_sum(r: Tensor, absu: Tensor, u2: Tensor, eps: float, buf: Tensor) -> Tensor:
+    """sum_k u2_k / (r_j absu_k + eps) -> (B, H), in chunks of buf's first dim: the (B', H, Q) terms are built in
+    place in `buf` (reused every step: a fresh tensor of this size per step costs page faults that outweigh the
+    arithmetic on CPU) by a broadcast product, an in-place inverse and a product with u2, then summed."""
+    b = r.shape[0]
+    chunk = buf.shape[0]
     out = []
     for s in range(0, b, chunk):
-        denom = torch.baddbmm(torch.full((1, 1, 1), eps, dtype=r.dtype), r[s : s + chunk, :, None], absu[s : s + chunk, None, :])
-        out.append((u2[s : s + chunk, None, :] / denom).sum(-1))
+        n = min(chunk, b - s)
+        t = torch.mul(r[s : s + n, :, None], absu[s : s + n, None, :], out=buf[:n])  # (B', H, Q)
+        t.add_(eps).reciprocal_().mul_(u2[s : s + n, None, :])
+        out.append(t.sum(-1))  # (B', H)
     return torch.cat(out)
 
 
@@ -83,6 +86,8 @@ def regret_batch_linear(model: VAE, idx: int, xb: Tensor, cb: Tensor | None, eps
         return encode_per_input(model, params, h, None, start=idx + 1)
 
     adam = adam_cls(list(stacked.values()), lr) if names else None
+    chunk = max(1, min(b, F_CHUNK_ELEMENTS // max(1, h0.shape[1] * absu.shape[1])))
+    buf = torch.empty(chunk, h0.shape[1], absu.shape[1], dtype=h0.dtype)  # _weight_step_sum's workspace
     m, v = torch.zeros_like(h0), torch.zeros_like(h0)  # Adam moments of the bias gradient (B, H)
     c_w, c_b = torch.zeros_like(h0), torch.zeros_like(h0)  # (W_t - W_0) u and b_t - b_0
     b1, b2 = betas
@@ -99,7 +104,7 @@ def regret_batch_linear(model: VAE, idx: int, xb: Tensor, cb: Tensor | None, eps
             r = v.sqrt().div_((1 - b2**t) ** 0.5)
             if layer.bias is not None:
                 c_b.addcdiv_(m, r + eps, value=-step_size)
-            c_w.add_(m * _weight_step_sum(r, absu, u2, eps), alpha=-step_size)
+            c_w.add_(m * _weight_step_sum(r, absu, u2, eps, buf), alpha=-step_size)
         if adam is not None:
             adam.step(grads[1:])
     with torch.no_grad():
