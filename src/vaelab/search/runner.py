@@ -137,7 +137,7 @@ class _Worker:
     def __init__(self, study, store, space: SearchSpace, bundle: DataBundle, folder: Path, pruner, requeue: Requeue, log):
         self.study, self.store, self.space, self.bundle, self.folder = study, store, space, bundle, folder
         self.pruner, self.requeue, self.log = pruner, requeue, log
-        self.poll = min(5.0, float(space.search.heartbeat_interval))
+        self.poll = min(1.0, float(space.search.heartbeat_interval))  # seconds between looks at others' trials
         self.cache: dict[str, Any] = {}  # shared by the objectives of every trial (OOD data loaded once)
 
     def trials(self) -> list[FrozenTrial]:
