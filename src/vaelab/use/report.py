@@ -4,7 +4,8 @@ from disk in any browser with no server and no neighbouring files.
 One run: its config, last-epoch and evaluation tables (every number with its unit), OOD results and figures.
 Several runs: their training curves overlaid per metric (runs in different units on separate figures), a table
 of final metrics side by side, posterior collapse (0 active units) flagged, and a warning when the runs were
-trained on different data. Pages name runs by folder name, never by absolute path.
+trained on different data. Collapse is read from the evaluation and from the training log's last epoch. Pages
+name runs by folder name, never by absolute path.
 """
 from __future__ import annotations
 
@@ -79,14 +80,30 @@ def _evaluation(run: Run) -> dict[str, Any]:
     return json.loads(ev.read_text()) if ev.is_file() else {}
 
 
-def collapse_note(ev: dict[str, Any]) -> str:
-    """'COLLAPSED ...' when no latent dimension is active, else how many are; 'not evaluated' without numbers."""
+def collapse_note(ev: dict[str, Any], missing: str = "not evaluated (run vaelab evaluate)") -> str:
+    """'COLLAPSED ...' when no latent dimension is active, else how many are; `missing` without numbers."""
     if "active_units" not in ev:
-        return "not evaluated (run vaelab evaluate)"
+        return missing
     active, dims = ev["active_units"], ev.get("latent_dims", "?")
     if active == 0:
         return f"COLLAPSED: 0 of {dims} latent dims active"
     return f"no: {active} of {dims} latent dims active"
+
+
+def logged_units(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last epoch's active units and latent dims from metrics.jsonl ({} for runs that did not log them)."""
+    last = history[-1] if history else {}
+    if "active_units" not in last:
+        return {}
+    return {"active_units": last["active_units"], "latent_dims": len(last.get("kl_per_dim") or []) or "?"}
+
+
+def kl_per_dim_text(kl: list[float], show: int = 32) -> str:
+    """Every unit's KL for small latents; a summary (max, median, min) for large ones."""
+    if len(kl) <= show:
+        return ", ".join(fmt(v) for v in kl)
+    ordered = sorted(kl)
+    return f"{len(kl)} dims: max {fmt(ordered[-1])}, median {fmt(ordered[len(kl) // 2])}, min {fmt(ordered[0])}"
 
 
 # ------------------------------------------------------------------------------------------------ one run
@@ -105,6 +122,9 @@ def build_report(run: Run, out: Path | None = None) -> Path:
     if history:
         last = history[-1]
         rows = [(k, fmt(v), unit_of(k, training=unit)) for k, v in last.items() if isinstance(v, (int, float))]
+        if "kl_per_dim" in last:  # posterior collapse, as the training log measured it on validation data
+            rows += [("kl_per_dim", kl_per_dim_text(last["kl_per_dim"]), unit_of("kl_per_dim")),
+                     ("posterior collapse", collapse_note(logged_units(history)), "")]
         parts += ["<h2>Training: last epoch</h2>", _table(rows, ("metric", "value", "unit")),
                   _drawn(lambda p: loss_curves(history, p, title=f"{run.config.name}: loss per epoch", unit=unit),
                          "loss per epoch (train solid, validation dashed)")]
@@ -177,7 +197,10 @@ def _final_table(labels, units, histories, evals) -> str:
     if len(set(data)) > 1:
         rows.append(("evaluated on", *(e.get("data", "-") for e in evals)))
     rows.append(("posterior collapse", *(collapse_note(e) for e in evals)))
+    rows.append(("posterior collapse (training log, last epoch)",
+                 *(collapse_note(logged_units(h), "not logged") for h in histories)))
     return _table(rows, ("metric", *labels))
 
 
-__all__ = ["build_report", "build_comparison", "collapse_note", "run_labels", "REPORT_NAME", "COMPARISON_NAME"]
+__all__ = ["build_report", "build_comparison", "collapse_note", "logged_units", "kl_per_dim_text", "run_labels",
+           "REPORT_NAME", "COMPARISON_NAME"]

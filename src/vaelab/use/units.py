@@ -15,7 +15,7 @@ _EVALUATION = {
     "wasserstein_mean": "data units", "auroc": "0..1", "auprc": "0..1", "fpr95": "0..1",
 }
 _HISTORY = {"lr": "dimensionless", "kl_scale": "KL weight factor (0..1)", "seconds": "s", "samples_per_s": "items/s",
-            "compile_seconds": "s", "epoch": "epochs", "step": "batches"}
+            "compile_seconds": "s", "epoch": "epochs", "step": "batches", "kl_per_dim": "nats/item per latent dim"}
 
 
 def training_unit(recon: str, reduction: str) -> str:
