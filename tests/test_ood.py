@@ -99,12 +99,13 @@ def test_ood_command_writes_scores_and_metrics(conv_run, tmp_path):
                                    f"fashion_mnist:{SHARED / 'fashion_mnist'}", "--limit", "16", "--regret-steps", "2", "--regret-k", "4",
                                    "--out-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    for name in ("nll", "regret", "complexity"):
+    for name in ("nll", "regret", "bernoulli"):
         assert name in res.output
+    assert "note: complexity skipped" in res.output and "categorical256" in res.output  # a Bernoulli run
     lines = (tmp_path / "ood_scores.csv").read_text().splitlines()
-    assert lines[0] == "set,index,name,nll,regret,complexity" and len(lines) == 33
+    assert lines[0] == "set,index,name,nll,regret" and len(lines) == 33
     summary = json.loads((tmp_path / "ood.json").read_text())
-    assert set(summary["metrics"]) == {"nll", "regret", "complexity"}
+    assert set(summary["metrics"]) == {"nll", "regret"} and "complexity" in summary["notes"]["skipped"]
     assert all(0.0 <= m["auroc"] <= 1.0 for m in summary["metrics"].values())
     assert (tmp_path / "ood_roc.png").stat().st_size > 1000
 

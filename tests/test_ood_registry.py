@@ -14,14 +14,22 @@ from vaelab.model.vae import VAE
 from vaelab.use.complexity import COMPRESSORS, complexity_bits, quantize_8bit
 from vaelab.use.metrics import EMBEDDINGS, embed_2d, mmd_rbf, wasserstein_per_dim
 from vaelab.use.ood_corruptions import CORRUPTIONS, corrupt
-from vaelab.use.ood_scores import OOD_SCORES, ScoreContext, compute_scores, score_options
+from vaelab.use.ood_scores import (OOD_SCORES, ScoreContext, compute_scores, default_scores, not_applicable,
+                                   score_options)
 
 
-def tiny_image_vae() -> VAE:
+def tiny_image_vae(likelihood: str = "bernoulli") -> VAE:
+    """An 8x8 VAE with the named likelihood; the decoder gives what it needs per pixel (256 logits for categorical)."""
+    from vaelab.model.likelihoods import likelihood_choice
+
+    cls, opts = likelihood_choice(likelihood, None, True)
+    lik = cls(opts, value_range=(0.0, 1.0), activation="sigmoid" if likelihood == "bernoulli" else "identity")
     torch.manual_seed(0)
+    p = lik.params_per_value
     enc = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh())
-    dec = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 64), nn.Unflatten(1, (1, 8, 8)))
-    return VAE(enc, dec, heads=(nn.Linear(16, 3), nn.Linear(16, 3)), latent_shape=(3,), input_shape=(1, 8, 8)).eval()
+    dec = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 64 * p), nn.Unflatten(1, (p, 8, 8)))
+    return VAE(enc, dec, heads=(nn.Linear(16, 3), nn.Linear(16, 3)), latent_shape=(3,), input_shape=(1, 8, 8),
+               likelihood=lik, output_activation=lik.activation).eval()
 
 
 # options that keep every score fast in the contract test
@@ -31,13 +39,28 @@ FAST = {"regret": {"steps": 2}}
 @pytest.mark.parametrize("name", OOD_SCORES.names())
 def test_every_ood_score_gives_one_finite_value_per_item(name):
     model = tiny_image_vae()
-    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)).round()
+    if not_applicable(name, model) is not None:  # e.g. complexity needs a likelihood over 256 levels
+        model = tiny_image_vae("categorical256")
+    assert not_applicable(name, model) is None
+    x = (torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 255).round() / 255  # 8-bit values
     ctx = ScoreContext(model, x, None, (0.0, 1.0), k=2, seed=0)
     scores = compute_scores(ctx, [name], FAST)[name]
     assert scores.shape == (6,) and torch.isfinite(scores).all()
     again = compute_scores(ScoreContext(model, x, None, (0.0, 1.0), k=2, seed=0), [name], FAST)[name]
     torch.testing.assert_close(scores, again)  # seeded: the same items get the same scores
     assert OOD_SCORES.entry(name).meta.get("doc")
+
+
+def test_complexity_is_refused_for_a_likelihood_that_is_not_over_256_levels():
+    x = torch.rand(4, 1, 8, 8).round()
+    for lik in ("bernoulli", "gaussian", "continuous_bernoulli"):
+        model = tiny_image_vae(lik)
+        why = not_applicable("complexity", model)
+        assert why is not None and "categorical256" in why and lik in why
+        with pytest.raises(ConfigError, match="model.likelihood: categorical256"):
+            compute_scores(ScoreContext(model, x, None, (0.0, 1.0)), ["complexity"])
+        assert "complexity" not in default_scores(model)[0] and "complexity" in default_scores(model)[1]
+    assert "complexity" in default_scores(tiny_image_vae("categorical256"))[0]
 
 
 def test_score_names_and_options_are_checked():

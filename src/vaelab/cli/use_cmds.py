@@ -196,7 +196,8 @@ def ood(
     old_in: Optional[str] = typer.Option(None, "--in", hidden=True, help="Deprecated name of --in-data"),
     old_out: Optional[str] = typer.Option(None, "--out", hidden=True, help="Deprecated name of --out-data"),
     limit: int = typer.Option(500, "--limit", help="Items of each set (regret fine-tunes per item)"),
-    scores: str = typer.Option("nll,regret,complexity", "--scores", help="Comma list of OOD scores: nll, regret, complexity"),
+    scores: Optional[str] = typer.Option(None, "--scores", help="Comma list of OOD scores: nll, regret, complexity "
+                                         "(default: every one that applies to the run's likelihood)"),
     k: int = typer.Option(1, "--k", help="Importance samples per NLL (1 = negative ELBO)"),
     regret_steps: Optional[int] = typer.Option(None, "--regret-steps", help="Adam steps on each input's encoder copy "
                                                "(default 100, as Xiao et al. 2020)"),
@@ -220,12 +221,16 @@ def ood(
     r = open_run(run)
     a = dataset_items(r, inside, limit=limit)
     b = dataset_items(r, outside, limit=limit)
-    res = run_ood(r, a, b, out_dir or r.path / "ood", scores=tuple(s.strip() for s in scores.split(",") if s.strip()),
+    wanted = None if scores is None else tuple(s.strip() for s in scores.split(",") if s.strip())
+    res = run_ood(r, a, b, out_dir or r.path / "ood", scores=wanted,
                   options=cli_options(regret_steps, regret_lr, regret_k, regret_weight_decay, compressor), k=k, seed=seed)
-    _print_table(f"OOD: in {a.source} ({len(a)}) vs out {b.source} ({len(b)})",
+    _print_table(f"OOD: in {a.source} ({len(a)}) vs out {b.source} ({len(b)}); likelihood {res.notes['likelihood']}, "
+                 f"NLL with K={k}",
                  [(s, f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  FPR@95%TPR {m['fpr95']:.4f}") for s, m in res.metrics.items()])
     for line in res.notes["warnings"]:
         typer.echo(f"warning: {line}", err=True)
+    for name, why in res.notes["skipped"].items():
+        typer.echo(f"note: {name} skipped: {why}", err=True)
     for note in notes:
         typer.echo(note, err=True)
     typer.echo(f"{res.csv}\n{res.figure}")

@@ -17,9 +17,11 @@ from vaelab.core.checkpoint import atomic_write_text
 from vaelab.plots import new_figure, save_figure
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
-from vaelab.use.ood_scores import ScoreContext, auprc, auroc, compute_scores, fpr_at_tpr, score_options
+from vaelab.core.errors import ConfigError
+from vaelab.use.ood_scores import (ScoreContext, auprc, auroc, compute_scores, default_scores, fpr_at_tpr,
+                                   not_applicable, score_options)
 
-SCORES = ("nll", "regret", "complexity")  # the default set; every name in OOD_SCORES works
+SCORES = ("nll", "regret", "complexity")  # the registered scores when this was written; see OOD_SCORES
 
 
 @dataclass
@@ -47,12 +49,19 @@ def cli_options(regret_steps: int | None = None, regret_lr: float | None = None,
     return {"regret": regret, "complexity": {} if compressor is None else {"compressor": compressor}}
 
 
-def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=SCORES, options: dict[str, dict] | None = None,
+def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=None, options: dict[str, dict] | None = None,
         k: int = 1, seed: int = 0, label: int | None = None) -> OODResult:
-    """Score both sets with every requested score; AUROC, AUPRC, FPR@95%TPR per score; CSV, JSON and ROC figure."""
+    """Score both sets with every requested score (None: every registered score that applies to the run, the others
+    listed with the reason in the notes); AUROC, AUPRC, FPR@95%TPR per score; CSV, JSON and ROC figure."""
+    skipped: dict[str, str] = {}
+    if scores is None:
+        scores, skipped = default_scores(run.model)
     scores = tuple(scores)
     for name in scores:
         score_options(name, (options or {}).get(name))  # a bad name or option fails before any work
+        why = not_applicable(name, run.model)
+        if why is not None:
+            raise ConfigError(f"--scores {name}: {why}")
     s_in, notes_in = score_items(run, inside, scores=scores, options=options, k=k, seed=seed, label=label)
     s_out, notes_out = score_items(run, outside, scores=scores, options=options, k=k, seed=seed, label=label)
     metrics = {s: {"auroc": auroc(s_in[s], s_out[s]), "auprc": auprc(s_in[s], s_out[s]),
@@ -69,7 +78,8 @@ def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=SCORES
     atomic_write_text(csv_path, buf.getvalue())
     fig_path = out_dir / "ood_roc.png"
     _roc_figure(s_in, s_out, metrics, fig_path, f"in: {inside.source}  out: {outside.source}")
-    notes = {"in": notes_in, "out": notes_out, "warnings": _warnings(notes_in, options)}
+    notes = {"in": notes_in, "out": notes_out, "skipped": skipped, "warnings": _warnings(notes_in, options),
+             "likelihood": run.model.likelihood.describe(), "units": "nats per item (complexity: bits)"}
     summary = out_dir / "ood.json"
     used = {n: score_options(n, (options or {}).get(n)).model_dump() for n in scores}
     atomic_write_text(summary, json.dumps({"in": inside.source, "out": outside.source, "n_in": len(inside),

@@ -71,12 +71,41 @@ class ComplexityOptions(ScoreOptions):
                                                 "png for images, zlib otherwise")
 
 
-@OOD_SCORES.register("complexity", options=ComplexityOptions,
-                     doc="NLL in bits minus the compressed length in bits (Serra et al. 2020)")
+def eight_bit_likelihood(model: VAE) -> str | None:
+    """None when the model's likelihood is a probability over the 256 levels of 8-bit data (its NLL in bits is a
+    code length of the 8-bit image); otherwise why the complexity correction does not apply, and the fix."""
+    lik = model.likelihood
+    if lik.discrete and lik.levels == 256:
+        return None
+    what = "a density" if not lik.discrete else f"a probability over {lik.levels} values per pixel, not 256"
+    return (f"complexity needs the NLL of the 8-bit image, but the run's likelihood is {lik.describe()} ({what}): "
+            "its NLL in bits cannot be compared with a compressed length (on MNIST vs Fashion-MNIST a Bernoulli model "
+            "ranks them backwards). Train with model.likelihood: categorical256 or logistic_mixture, or leave "
+            "complexity out of --scores")
+
+
+@OOD_SCORES.register("complexity", options=ComplexityOptions, applies=eight_bit_likelihood,
+                     doc="NLL in bits minus the compressed length in bits (Serra et al. 2020); needs a likelihood "
+                         "over the 256 levels of 8-bit data (categorical256, logistic_mixture)")
 def complexity_score(ctx: ScoreContext, options: ComplexityOptions) -> Tensor:
     from vaelab.use.complexity import complexity_corrected
 
+    why = eight_bit_likelihood(ctx.model)
+    if why is not None:
+        raise ConfigError(why)
     return complexity_corrected(ctx.nll(), ctx.x, ctx.value_range, options.compressor).float()
+
+
+def not_applicable(name: str, model: VAE) -> str | None:
+    """Why score `name` cannot be computed for this model (with the fix), or None."""
+    check = OOD_SCORES.entry(name).meta.get("applies")
+    return None if check is None else check(model)
+
+
+def default_scores(model: VAE) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(every registered score that applies to the model, {skipped score: why})."""
+    skipped = {n: why for n in OOD_SCORES.names() if (why := not_applicable(n, model)) is not None}
+    return tuple(n for n in OOD_SCORES.names() if n not in skipped), skipped
 
 
 class RegretOptions(ScoreOptions):
@@ -161,4 +190,5 @@ def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
 
 
 __all__ = ["OOD_SCORES", "ScoreContext", "ScoreOptions", "compute_scores", "score_options", "nll_scores", "auroc",
+           "default_scores", "not_applicable", "eight_bit_likelihood",
            "auprc", "fpr_at_tpr"]
