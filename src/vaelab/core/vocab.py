@@ -83,26 +83,6 @@ def entry_options(registry: Registry, name: str, raw: dict | BaseModel | None, w
 
 def dataset_options(name: str, raw: dict | BaseModel | None) -> BaseModel:
     """Validate `raw` against the options model of dataset `name`; errors name `data.options.<key>`."""
-    try:
-        entry = DATASETS.entry(name)
-    except UnknownNameError as e:
-        raise ConfigError(f"data.name: {e}") from None
-    model: type[BaseModel] = entry.meta.get("options", Options)
-    if isinstance(raw, model):
-        return raw
-    if isinstance(raw, BaseModel):
+    if isinstance(raw, BaseModel) and not isinstance(raw, DATASETS.entry(name).meta.get("options", Options)):
         raw = raw.model_dump(exclude_unset=True)
-    try:
-        return model.model_validate(raw or {})
-    except ValidationError as e:
-        valid = list(model.model_fields)
-        lines = []
-        for err in e.errors():
-            key = "data.options." + ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                bad = str(err["loc"][0])
-                hint = UnknownNameError(f"{name} option", bad, valid).args[0]
-                lines.append(f"{key}: {hint}" if valid else f"{key}: dataset {name!r} takes no options")
-            else:
-                lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("; ".join(lines)) from None
+    return entry_options(DATASETS, name, raw, "data.options", "data.name")

@@ -150,9 +150,5 @@ def checked_contents(ckpt: dict[str, Any]) -> tuple[Config, DataSpec]:
     return cfg, spec
 
 
-def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False)
-
-
 __all__ = ["Run", "load_run", "data_location", "relocate_data", "default_run_dir", "read_run_config", "write_config", "write_metrics", "append_metrics",
            "read_metrics", "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_NAME"]

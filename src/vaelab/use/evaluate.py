@@ -213,8 +213,4 @@ def table_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def items_from_labels(items: Items, y) -> Items:
-    return Items(items.x, y, items.names, items.value_range, items.source, items.skipped)
-
-
 __all__ = ["evaluate", "Evaluation", "table_rows", "EVALUATION_NAME"]
