@@ -66,6 +66,7 @@ class Trainer:
         self.state = State()
         self.on_epoch = on_epoch
         self._collapse_warned = False
+        self.threads = None  # a vaelab.training.threads.ThreadGovernor when train() runs it
 
     @property
     def eval_model(self) -> VAE:
@@ -103,6 +104,8 @@ class Trainer:
         batches = self.bundle.train.batches(tc.batch_size, shuffle=True, generator=self.data_gen)
         step.zero_grad()
         for i, (x, y) in enumerate(batches):
+            if self.threads is not None:
+                self.threads.poll()
             x = x.to(self.device, non_blocking=True)
             c = condition_of(self.model, y, self.device)
             kl_scale = self.loss.schedule(s.global_step, self.total_steps)
