@@ -17,8 +17,9 @@ LimitOpt = typer.Option(None, "--limit", help="Use only the first N items")
 TileOpt = typer.Option(None, "--tile", help="Tile side in image pixels (a multiple of the model's downsampling factor): "
                        "images of any size, each at its own size, tile by tile (spatial-latent models)")
 OverlapOpt = typer.Option(None, "--overlap", help="Tile overlap in pixels, blended (default a quarter of --tile)")
-TileStatsOpt = typer.Option("estimate", "--tile-stats", help="GroupNorm/attention statistics of tiles: estimate (one "
-                            "whole-image pass), exact (the untiled model's, one pass per norm: slower) or tile (per tile)")
+TileStatsOpt = typer.Option("exact", "--tile-stats", help="GroupNorm/attention statistics of tiles: exact (the untiled "
+                            "model's; one pass per norm layer), estimate (one whole-image pass: faster, approximate) or "
+                            "tile (per tile, as naive tiling: colour shifts)")
 
 
 def _tiling(tile, overlap, stats):

@@ -23,7 +23,7 @@ from vaelab.use.inputs import IMAGE_SUFFIXES, Items, check_label
 from vaelab.use.outputs import write_item_images, write_npy
 from vaelab.use.reconstruct import ReconstructResult
 from vaelab.use.tile_stats import STAT_MODES
-from vaelab.use.tiling import DEFAULT_TILE, TilingError, check_tiling, default_overlap, downsampling_factor, \
+from vaelab.use.tiling import DEFAULT_STATS, DEFAULT_TILE, TilingError, check_tiling, default_overlap, downsampling_factor, \
     tiled_decode_logits, tiled_posterior
 
 SIZES_FILE = "image_sizes.json"
@@ -35,7 +35,7 @@ class Tiling:
 
     tile: int = DEFAULT_TILE
     overlap: int | None = None
-    stats: str = "estimate"
+    stats: str = DEFAULT_STATS
 
     def checked(self, run: Run) -> "Tiling":
         try:

@@ -6,9 +6,10 @@ that sum to one), so no seam is cut anywhere. Peak memory is the whole-image inp
 one tile's activations, instead of the whole image's activations.
 
 GroupNorm and attention are not local: run per tile they see per-tile statistics, which shifts colours
-between tiles. `stats_passes` (default 1) statistics passes first gather every GroupNorm's moments and every
-attention block's keys and values over the whole image (`vaelab.use.tile_stats`); the output pass then uses
-them. 0 gives naive per-tile statistics (what most tiled VAE decoders do). Each pass costs one more tiled run.
+between tiles. `stats` picks how the whole image's statistics are gathered first (`vaelab.use.tile_stats`):
+"exact" (the untiled model's statistics; one truncated pass per GroupNorm/attention site), "estimate" (one
+statistics pass; faster, approximate, but every tile uses the same statistics so no tile is shifted against
+its neighbours) or "tile" (per-tile statistics, what most tiled VAE decoders do).
 
 Sides that are not a multiple of f are padded (edge replication) and the output cropped back; nothing is
 resized. Encoded latents of a padded image cover the padded size; `image_size` records the original one.
@@ -28,6 +29,7 @@ from vaelab.core.errors import DataError
 from vaelab.use.tile_stats import STAT_MODES, Rect, StatSites, StopForward
 
 DEFAULT_TILE = 256
+DEFAULT_STATS = "exact"  # the untiled model's statistics; "estimate" is faster and approximate
 
 
 class TilingError(DataError):
@@ -139,13 +141,15 @@ def run_tiles(sites: StatSites, domain: tuple[int, int], tile: int, overlap: int
     with sites.attached():
         _statistics_passes(sites, domain, grid, STAT_MODES.get(stats), fn)
         sites.begin_pass(collect=False, domain=domain)
-        out, weight = None, torch.zeros(out_shape[-2:], dtype=torch.float64)
+        out = weight = None
         for sy, sx, rect, core in grid:
             sites.set_tile(rect, core)
             y = fn(rect)
-            out = y.new_zeros(out_shape) if out is None else out
+            if out is None:  # on the model's device
+                out = y.new_zeros(out_shape)
+                weight = torch.zeros(out_shape[-2:], dtype=torch.float64, device=y.device)
             oy, ox = _scale_span(sy, scale), _scale_span(sx, scale)
-            w = torch.outer(ramp(oy), ramp(ox))  # (h*scale, w*scale), float64
+            w = torch.outer(ramp(oy), ramp(ox)).to(y.device)  # (h*scale, w*scale), float64
             out[..., oy.start:oy.end, ox.start:ox.end] += y * w.to(y.dtype)
             weight[oy.start:oy.end, ox.start:ox.end] += w
     return out / weight.to(out.dtype)
@@ -185,7 +189,7 @@ def pad_to_multiple(x: Tensor, f: int) -> tuple[Tensor, tuple[int, int]]:
 
 @torch.no_grad()
 def tiled_posterior(model, x: Tensor, c: Tensor | None = None, *, tile: int = DEFAULT_TILE, overlap: int | None = None,
-                    stats: str = "estimate") -> tuple[Tensor, Tensor, tuple[int, int]]:
+                    stats: str = DEFAULT_STATS) -> tuple[Tensor, Tensor, tuple[int, int]]:
     """(mean, logvar, original (H, W)) of q(z|x) for images x (B, C, H, W) of any size, in decoder units.
 
     The latent covers x padded to multiples of f: (B, latent C, ceil(H/f), ceil(W/f))."""
@@ -208,7 +212,7 @@ def tiled_posterior(model, x: Tensor, c: Tensor | None = None, *, tile: int = DE
 
 @torch.no_grad()
 def tiled_decode_logits(model, z_units: Tensor, c: Tensor | None = None, *, tile: int = DEFAULT_TILE,
-                        overlap: int | None = None, stats: str = "estimate") -> Tensor:
+                        overlap: int | None = None, stats: str = DEFAULT_STATS) -> Tensor:
     """Decoder output before the output activation for latents in decoder units (B, C, h, w) of any size.
 
     `tile` and `overlap` are in output pixels (multiples of f), as for encoding."""
@@ -230,7 +234,7 @@ def tiled_decode_logits(model, z_units: Tensor, c: Tensor | None = None, *, tile
 
 @torch.no_grad()
 def tiled_reconstruct(model, x: Tensor, c: Tensor | None = None, *, tile: int = DEFAULT_TILE, overlap: int | None = None,
-                      stats: str = "estimate") -> Tensor:
+                      stats: str = DEFAULT_STATS) -> Tensor:
     """decode(encode(x).mean) tile by tile, cropped back to x's size: (B, C, H, W)."""
     mean, _, (h, w) = tiled_posterior(model, x, c, tile=tile, overlap=overlap, stats=stats)
     logits = tiled_decode_logits(model, mean, c, tile=tile, overlap=overlap, stats=stats)
@@ -243,5 +247,5 @@ def _check_image(model, x: Tensor) -> None:
                         f"(C={model.input_shape[0]}, H, W) of any size when tiled")
 
 
-__all__ = ["tiled_posterior", "tiled_decode_logits", "tiled_reconstruct", "downsampling_factor", "check_tiling",
+__all__ = ["tiled_posterior", "tiled_decode_logits", "tiled_reconstruct", "downsampling_factor", "check_tiling", "DEFAULT_STATS",
            "default_overlap", "spans", "ramp", "pad_to_multiple", "TilingError", "DEFAULT_TILE"]
