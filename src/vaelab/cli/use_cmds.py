@@ -14,26 +14,6 @@ DataOpt = typer.Option(None, "--data", help=DATA_HELP)
 DataPathOpt = typer.Option(None, "--data-path", help="Folder/file for --data NAME (same as NAME:PATH)")
 InputOpt = typer.Option(None, "--input", help="Folder of images (searched recursively); outputs mirror its layout")
 LimitOpt = typer.Option(None, "--limit", help="Use only the first N items")
-TileOpt = typer.Option(None, "--tile", help="Tile side in image pixels (a multiple of the model's downsampling factor): "
-                       "images of any size, each at its own size, tile by tile (spatial-latent models)")
-OverlapOpt = typer.Option(None, "--overlap", help="Tile overlap in pixels, blended (default a quarter of --tile)")
-TileStatsOpt = typer.Option("exact", "--tile-stats", help="GroupNorm/attention statistics of tiles: exact (the untiled "
-                            "model's; one pass per norm layer), estimate (one whole-image pass: faster, approximate) or "
-                            "tile (per tile, as naive tiling: colour shifts)")
-
-
-def _tiling(tile, overlap, stats):
-    from vaelab.use.tiled_files import Tiling
-
-    return None if tile is None else Tiling(tile, overlap, stats)
-
-
-def _tiled_images(run, data, data_path, input_folder, limit):
-    from vaelab.use.tiled_files import folder_images, items_images
-
-    if input_folder is not None and data is None:
-        return folder_images(run, input_folder, limit=limit)
-    return items_images(_items(run, data, data_path, input_folder, limit))
 
 
 def _items(run, data, data_path, input_folder, limit):
@@ -49,23 +29,14 @@ def reconstruct(
     limit: Optional[int] = LimitOpt,
     label: Optional[int] = typer.Option(None, "--label", help="Condition label for all inputs (conditional models)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/reconstructions)"),
-    tile: Optional[int] = TileOpt, overlap: Optional[int] = OverlapOpt, tile_stats: str = TileStatsOpt,
 ) -> None:
     """Reconstruct inputs: one file per input (mirroring --input's layout) and a grid PNG, originals and
-    reconstructions in alternating rows. With --tile: each image at its own size, no grid."""
+    reconstructions in alternating rows."""
     from vaelab.use.inputs import open_run
     from vaelab.use.reconstruct import reconstruct as rec
 
     r = open_run(run)
-    tiling = _tiling(tile, overlap, tile_stats)
-    if tiling is not None:
-        from vaelab.use.tiled_files import reconstruct_tiled
-
-        tiling = tiling.checked(r)  # refuse a bad --tile before reading any image
-        res = reconstruct_tiled(r, _tiled_images(r, data, data_path, input, limit), out or r.path / "reconstructions",
-                                tiling, label=label)
-    else:
-        res = rec(r, _items(r, data, data_path, input, limit), out or r.path / "reconstructions", label=label)
+    res = rec(r, _items(r, data, data_path, input, limit), out or r.path / "reconstructions", label=label)
     typer.echo(f"{res.count} reconstructions in {res.out_dir} (mean squared error {res.mse:.5f})"
                + (f"; grid {res.grid}" if res.grid else "") + (f"; skipped {len(res.skipped)} unreadable" if res.skipped else ""))
 
@@ -95,22 +66,12 @@ def encode(
     sample: bool = typer.Option(False, "--sample", help="Draw from the posterior instead of taking its mean"),
     seed: int = typer.Option(0, "--seed"),
     label: Optional[int] = typer.Option(None, "--label"),
-    tile: Optional[int] = TileOpt, overlap: Optional[int] = OverlapOpt, tile_stats: str = TileStatsOpt,
 ) -> None:
-    """Encode inputs to latents (scaled by the model's latent scale; posterior mean unless --sample).
-    With --tile: one .npy per image at the image's own size, and image_sizes.json, in the folder --out."""
+    """Encode inputs to latents (scaled by the model's latent scale; posterior mean unless --sample)."""
     from vaelab.use.codec import encode as enc
     from vaelab.use.inputs import open_run
 
     r = open_run(run)
-    tiling = _tiling(tile, overlap, tile_stats)
-    if tiling is not None:
-        from vaelab.use.tiled_files import encode_tiled
-
-        tiling = tiling.checked(r)
-        typer.echo(str(encode_tiled(r, _tiled_images(r, data, data_path, input, limit), out, tiling, sample=sample,
-                                    seed=seed, label=label)))
-        return
     typer.echo(str(enc(r, _items(r, data, data_path, input, limit), out, sample=sample, seed=seed, label=label)))
 
 
@@ -120,20 +81,11 @@ def decode(
     latents: Path = typer.Argument(..., help=".npz from `vaelab encode`, a .npy (N, *latent) or a folder of .npy"),
     out: Path = typer.Option(..., "--out", help="Output folder"),
     label: Optional[int] = typer.Option(None, "--label"),
-    tile: Optional[int] = TileOpt, overlap: Optional[int] = OverlapOpt, tile_stats: str = TileStatsOpt,
 ) -> None:
-    """Decode latents (scaled units) into outputs.npy and one PNG per latent for image models.
-    With --tile: latents of any size (e.g. from `encode --tile`), one .npy and PNG each, cropped to image_sizes.json."""
+    """Decode latents (scaled units) into outputs.npy and one PNG per latent for image models."""
     from vaelab.use.codec import decode as dec
     from vaelab.use.inputs import open_run
 
-    tiling = _tiling(tile, overlap, tile_stats)
-    if tiling is not None:
-        from vaelab.use.tiled_files import decode_tiled
-
-        r = open_run(run)
-        typer.echo(str(decode_tiled(r, latents, out, tiling.checked(r), label=label)))
-        return
     typer.echo(str(dec(open_run(run), latents, out, label=label)))
 
 
