@@ -164,7 +164,7 @@ def test_config_aliases_and_conflicts():
     assert (cfg.model.likelihood, cfg.model.likelihood_args) == ("gaussian", {"variance": 0.5, "normalised": False})
     assert load_config(cfg.to_dict()) == cfg  # a saved config reads back the same
     assert load_config({}).model.likelihood == "auto"
-    with pytest.raises(ConfigError, match="loss.recon: mse is model.likelihood gaussian.*set loss.recon: auto"):
+    with pytest.raises(ConfigError, match="loss.recon: mse means model.likelihood gaussian.*set loss.recon: auto"):
         load_config({"loss": {"recon": "mse"}, "model": {"preset": "mlp", "likelihood": "laplace"}})
     with pytest.raises(ConfigError, match="unknown likelihood 'gausian'.*Did you mean 'gaussian'"):
         load_config({"model": {"preset": "mlp", "likelihood": "gausian"}})

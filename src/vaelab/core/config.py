@@ -319,8 +319,11 @@ class Config(Strict):
             # a copy (the caller's ModelConfig is not changed), set without re-running this validator
             object.__setattr__(self, "model", m.model_copy(update={"likelihood": name, "likelihood_args": dict(args)}))
         elif m.likelihood != name or _options(name, m.likelihood_args) != _options(name, args):
-            raise ValueError(f"loss.recon: {self.loss.recon} is model.likelihood {name} {args or ''}, but model.likelihood "
-                             f"is {m.likelihood} {m.likelihood_args or ''}: set loss.recon: auto and keep model.likelihood")
+            def said(n: str, a: dict[str, Any]) -> str:
+                return n + (f" {a}" if a else "")
+
+            raise ValueError(f"loss.recon: {self.loss.recon} means model.likelihood {said(name, args)}, but model.likelihood "
+                             f"is {said(m.likelihood, m.likelihood_args)}: set loss.recon: auto to keep model.likelihood")
         return self
 
     def to_dict(self) -> dict[str, Any]:

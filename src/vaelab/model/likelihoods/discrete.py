@@ -22,8 +22,8 @@ def _8bit_misfit(name: str, bits: int | None) -> str | None:
     if bits == 8:
         return None
     return (f"{name} is for 8-bit data (every value one of 256 evenly spaced levels of the value range), but this "
-            "data's values are not on that grid: use model.likelihood: bernoulli or continuous_bernoulli for [0, 1] "
-            "data, or gaussian")
+            "data's values are not on that grid (or no data was loaded to tell, as with check --no-data): use "
+            "model.likelihood: bernoulli or continuous_bernoulli for [0, 1] data, or gaussian")
 
 
 class Categorical256(Likelihood):
