@@ -17,7 +17,7 @@ from vaelab.core.errors import ConfigError, ModelError
 from vaelab.core.layer_specs import LayerLists
 from vaelab.core.vocab import CONDITIONS
 from vaelab.data.spec import DataSpec, of_shape
-from vaelab.model.likelihoods import Likelihood, check_fits, likelihood_choice
+from vaelab.model.likelihoods import LIKELIHOODS, Likelihood, check_fits, likelihood_choice
 from vaelab.model.presets import resolve_preset
 from vaelab.model.quantize import apply_layer_quantization, build_latent_quantizer
 from vaelab.model.trace import LayerRow, Section, build_section, run_section
@@ -32,7 +32,9 @@ def resolve_spec(cfg: ModelConfig, data: DataSpec | Sequence[int] | None) -> Dat
     if spec is None:
         if not cfg.input_shape:
             raise ConfigError("model.input_shape is needed when no data fixes it, e.g. model.input_shape: [1, 28, 28]")
-        return DataSpec(tuple(cfg.input_shape))
+        # Without data nothing can contradict a discrete likelihood's claim of 8-bit values; train checks the real data.
+        discrete = cfg.likelihood in LIKELIHOODS and LIKELIHOODS.get(cfg.likelihood).discrete
+        return DataSpec(tuple(cfg.input_shape), bits=8 if discrete else None)
     if cfg.input_shape is not None and tuple(cfg.input_shape) != spec.shape:
         raise ConfigError(f"model.input_shape {list(cfg.input_shape)} does not match the data's shape {list(spec.shape)}")
     return spec
