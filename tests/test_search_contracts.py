@@ -53,6 +53,8 @@ def test_every_objective_gives_a_finite_value_with_its_defaults(trained, name):
     assert entry.meta["direction"] in ("minimize", "maximize") and entry.meta.get("doc")
     v = entry.obj(trained)
     assert isinstance(v, float) and np.isfinite(v)
+    unit = entry.meta["unit"]  # every objective says what its number is in
+    assert (unit(trained) if callable(unit) else unit)
 
 
 @pytest.mark.parametrize("name", SURROGATES.names())

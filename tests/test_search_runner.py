@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from vaelab.core.errors import ConfigError
-from vaelab.search.report import search_report
+from vaelab.search.report import pareto_lines, search_report
 from vaelab.search.runner import open_study, run_search
 from vaelab.search.space import load_space
 from vaelab.search.trials import genes_key, outcome
@@ -56,6 +56,8 @@ def test_surrogate_search_then_report(tmp_path):
     assert run.config.model.encoder[1] == f"Linear_64_{t0.params['mid_layer']}"
     assert 0.0 <= t0.values[1] <= 1.0 and t0.values[0] > 0
     rep = search_report(tmp_path / "s")
+    assert "loss" in pareto_lines(rep)[0] and "(nats/item)" in pareto_lines(rep)[0]  # values with their units
+    assert "(1 - AUROC (0..1) of NLLs in nats/item under bernoulli)" in pareto_lines(rep)[0]
     header = rep.trials_csv.read_text().splitlines()[0].split(",")
     assert header[:5] == ["latent_dim", "mid_layer", "loss", "OOD", "predicted"]
     rows = rep.trials_csv.read_text().splitlines()[1:]
@@ -72,6 +74,9 @@ def test_objectives_that_need_no_training_are_measured_not_predicted(tmp_path):
     study, _ = open_study(tmp_path / "s", space, create=False)
     screened = [t for t in study.get_trials() if t.user_attrs.get("predicted")]
     assert screened and all(t.user_attrs["predicted"]["params"] == t.values[1] for t in screened)
+    # each trained trial records which likelihood and weighting its loss objective is in
+    units = [t.user_attrs["objective_units"] for t in study.get_trials() if t.user_attrs.get("outcome") == "trained"]
+    assert units and all(u == {"loss": "nats/item", "params": "parameters"} for u in units)
 
 
 def test_invalid_genes_are_pruned_before_training_and_nan_fails_with_reason(tmp_path):

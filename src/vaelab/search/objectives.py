@@ -1,6 +1,6 @@
 """Objectives a search can minimise or maximise, each a function of one trained trial.
 
-Registry entries: `OBJECTIVES.register(name, fn, direction=..., doc=..., trained=True)` with `fn(ctx, **options) ->
+Registry entries: `OBJECTIVES.register(name, fn, direction=..., doc=..., unit=..., trained=True)` with `fn(ctx, **options) ->
 float`; `trained=False` marks an objective that does not depend on the weights (parameter count, latency): the
 surrogate pre-screening measures it on the untrained candidate instead of predicting it. The
 options a search file gives are checked against `fn`'s keyword parameters when the file loads (`check_options`).
@@ -60,7 +60,23 @@ def _scores(ctx: TrialContext, x: torch.Tensor, y, k: int, likelihood: str | Non
     return nll_scores(ctx.model, x, y, k=k, generator=ctx.generator(), likelihood=lik)
 
 
-@OBJECTIVES.register("neg_elbo", direction="minimize", doc="validation loss of the last epoch (the negative ELBO per sample with the default loss)")
+def _loss_unit(ctx: TrialContext) -> str:
+    from vaelab.training.losses import term_weights
+    from vaelab.use.units import training_units
+
+    return training_units(ctx.model.likelihood, ctx.config.loss.reduction, term_weights(ctx.config.loss)).total
+
+
+def _nll_unit(ctx: TrialContext, likelihood: str | None = None, **_: Any) -> str:
+    from vaelab.model.likelihoods import likelihood_for
+
+    lik = ctx.model.likelihood if likelihood is None else likelihood_for(ctx.model, likelihood)
+    return f"nats/item under {lik.describe()}"
+
+
+@OBJECTIVES.register("neg_elbo", direction="minimize", unit=lambda ctx, **_: _loss_unit(ctx),
+                     doc="validation loss of the last epoch: the trial's own training loss (its likelihood and term "
+                         "weights, KL weight at 1) per sample; the negative ELBO in nats with the default loss")
 def neg_elbo(ctx: TrialContext) -> float:
     rows = [r for r in ctx.history if "val_loss" in r]
     if not rows:
@@ -68,7 +84,7 @@ def neg_elbo(ctx: TrialContext) -> float:
     return float(rows[-1]["val_loss"])
 
 
-@OBJECTIVES.register("iw_nll", direction="minimize",
+@OBJECTIVES.register("iw_nll", direction="minimize", unit=_nll_unit,
                      doc="importance-weighted NLL on validation data (options: k, samples, likelihood: one for every trial)")
 def iw_nll(ctx: TrialContext, *, k: int = 16, samples: int | None = 512, likelihood: str | None = None) -> float:
     x, y = _val(ctx, samples)
@@ -76,6 +92,7 @@ def iw_nll(ctx: TrialContext, *, k: int = 16, samples: int | None = 512, likelih
 
 
 @OBJECTIVES.register("ood", direction="minimize", check=lambda options: _check_ood(options),
+                     unit=lambda ctx, **_: f"1 - AUROC (0..1) of NLLs in {_nll_unit(ctx)}",
                      doc="1 - AUROC of NLL scores, validation vs an OOD dataset (option data) or corrupted validation data")
 def ood(ctx: TrialContext, *, data: dict[str, Any] | None = None, corruption: str = "noise", amount: float = 0.3,
         k: int = 1, samples: int | None = 512) -> float:
@@ -128,12 +145,12 @@ def _check_ood(options: dict[str, Any]) -> None:
         corrupt(torch.zeros(1), (0.0, 1.0), kind=options["corruption"], amount=0.0, generator=torch.Generator())  # names the valid ones
 
 
-@OBJECTIVES.register("params", direction="minimize", trained=False, doc="number of trainable parameters")
+@OBJECTIVES.register("params", direction="minimize", trained=False, unit="parameters", doc="number of trainable parameters")
 def params(ctx: TrialContext) -> float:
     return float(ctx.model.num_parameters())
 
 
-@OBJECTIVES.register("latency", direction="minimize", trained=False, doc="median milliseconds for encode+decode of one batch (options: batch, repeats)")
+@OBJECTIVES.register("latency", direction="minimize", trained=False, unit="ms", doc="median milliseconds for encode+decode of one batch (options: batch, repeats)")
 @torch.no_grad()
 def latency(ctx: TrialContext, *, batch: int = 64, repeats: int = 5) -> float:
     x, y = _val(ctx, batch)
@@ -167,3 +184,13 @@ def check_options(name: str, options: dict[str, Any], where: str) -> None:
 def evaluate_objectives(ctx: TrialContext, specs) -> list[float]:
     """The value of every objective spec (`ObjectiveSpec`, options checked when the space loaded), in order."""
     return [float(OBJECTIVES.get(spec.name)(ctx, **spec.options())) for spec in specs]
+
+
+def objective_units(ctx: TrialContext, specs) -> list[str]:
+    """The unit of every objective spec's value for this trial, in order: which likelihood and weighting an NLL or
+    loss objective scored it under (an entry's `unit` meta: a string, or `fn(ctx, **options) -> str`)."""
+    units = []
+    for spec in specs:
+        unit = OBJECTIVES.entry(spec.name).meta.get("unit", "")
+        units.append(unit(ctx, **spec.options()) if callable(unit) else unit)
+    return units

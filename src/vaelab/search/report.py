@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from vaelab.core.errors import ConfigError
 from vaelab.search.hypervolume import hypervolume
-from vaelab.search.runner import SPACE_NAME, open_study
+from vaelab.search.runner import SPACE_NAME, UNITS_ATTR, open_study
 from vaelab.search.sampler import PREDICTED_ATTR, trial_generation
 from vaelab.search.space import SearchSpace, load_space
 from vaelab.search.surrogate import non_domination_rank, prediction_quality, to_minimise
@@ -88,7 +88,8 @@ def _pareto(done: list[FrozenTrial], directions, labels, space: SearchSpace) -> 
     front = [t for t, r in zip(done, rank) if r == 0]
     front.sort(key=lambda t: t.values[0] * (1 if directions[0] == "minimize" else -1))
     return [{"trial": t.number, "genes": t.params, "objectives": dict(zip(labels, t.values)),
-             "layers": t.user_attrs.get("layers"), "run_dir": t.user_attrs.get("run_dir")} for t in front]
+             "layers": t.user_attrs.get("layers"), "run_dir": t.user_attrs.get("run_dir"),
+             "units": t.user_attrs.get(UNITS_ATTR) or {}} for t in front]
 
 
 def _quality(gens: list[int], by_gen: list[list[FrozenTrial]], labels: list[str]) -> list[dict[str, Any]]:
@@ -182,7 +183,8 @@ def pareto_lines(report: SearchReport) -> list[str]:
     """Human-readable lines for the Pareto-optimal architectures."""
     lines = []
     for p in report.pareto:
-        objs = ", ".join(f"{k} {v:.4g}" for k, v in p["objectives"].items())
+        units = p.get("units") or {}
+        objs = ", ".join(f"{k} {v:.4g}" + (f" ({units[k]})" if units.get(k) else "") for k, v in p["objectives"].items())
         lines.append(f"trial {p['trial']}: {p['genes']} -> {objs}   ({p['run_dir']})")
         layers = p.get("layers") or {}
         for part in ("encoder", "heads", "decoder"):

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from vaelab.core.config import Config, load_config
 from vaelab.core.errors import ConfigError, TrainingError, VaelabError
 from vaelab.data import DataBundle, load_data
-from vaelab.search.objectives import OBJECTIVES, TrialContext, evaluate_objectives
+from vaelab.search.objectives import OBJECTIVES, TrialContext, evaluate_objectives, objective_units
 from vaelab.search.pruning import CURVE_ATTR, EpochPruner, make_pruner, optuna_quiet
 from vaelab.search.sampler import PREDICTED_ATTR, make_sampler, predicted_for
 from vaelab.search.space import SearchSpace, load_space, space_to_yaml, suggest
@@ -32,6 +32,7 @@ from vaelab.search.trials import (KEY_ATTR, OUTCOME, Requeue, config_key, counts
 
 SPACE_NAME = "search.yaml"
 FINGERPRINT_ATTR = "space_fingerprint"
+UNITS_ATTR = "objective_units"  # label -> unit of that objective's value for the trial (likelihood, weights)
 
 
 @dataclass
@@ -296,6 +297,7 @@ class _Worker:
             run = load_run(run_dir)
             ctx = TrialContext(run.model.eval(), cfg, self.bundle, run.history, seed=cfg.seed, cache=self.cache)
             values = evaluate_objectives(ctx, self.space.objectives)
+            trial.set_user_attr(UNITS_ATTR, dict(zip(self.space.labels(), objective_units(ctx, self.space.objectives))))
             bad = [label for label, v in zip(self.space.labels(), values) if not math.isfinite(v)]
             if bad:
                 raise TrainingError(f"objective(s) {', '.join(bad)} came out non-finite ({values}); the model diverged")

@@ -21,6 +21,7 @@ from vaelab.use.likelihood import log_likelihood, nll
 from vaelab.use.metrics import (FEATURE_METRICS, active_units, conditional_sample_accuracy, embed_2d, mmd_rbf,
                                  wasserstein_per_dim)
 from vaelab.use.outputs import alternating_rows, render_point_cloud, write_grid, write_png
+from vaelab.use.units import run_units
 
 EVALUATION_NAME = "evaluation.json"
 
@@ -153,7 +154,7 @@ def training_loss(run: Run, x, c, seed: int, batch_size: int = 256) -> dict[str,
             n += xb.shape[0]
     weights = ", ".join(f"{k} x {v:g}" for k, v in setup.weights.items())
     return {"training_loss": total / max(n, 1), "training_loss_terms": weights,
-            "training_loss_reduction": run.config.loss.reduction}
+            "training_loss_reduction": run.config.loss.reduction, "training_loss_units": run_units(run).total}
 
 
 def _conditional_accuracy(run: Run, seed: int) -> dict[str, Any]:

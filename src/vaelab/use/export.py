@@ -23,7 +23,7 @@ from vaelab.core.exported import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, E
 from vaelab.data.spec import SPEC_KEY
 from vaelab.core.registry import Registry
 from vaelab.training.runs import Run, read_metrics
-from vaelab.use.units import fmt, run_recon_kind, training_unit, unit_of
+from vaelab.use.units import fmt, run_units, unit_of
 
 CARD_NAME = "README.md"
 Writer = Callable[[Run, Path, str], list[str]]  # (run, empty folder, final folder name) -> notes for the user
@@ -88,7 +88,7 @@ def write_vaelab_folder(run: Run, folder: Path, name: str) -> list[str]:
 def model_card(run: Run, metrics: dict[str, Any], folder_name: str, *, extra: str = "") -> str:
     """A short README: what the model is, what it was trained on, its metrics with units, how to load it."""
     cfg, m = run.config, run.model
-    unit = training_unit(run_recon_kind(cfg, run.data_spec.value_range), cfg.loss.reduction)
+    unit = run_units(run)
     arch = cfg.model.preset or "custom layer lists"
     lines = [
         "---", "library_name: vaelab", "tags: [vae, variational-autoencoder, vaelab]", "---", "",

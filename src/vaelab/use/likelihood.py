@@ -34,7 +34,7 @@ def iw_nll_from_posterior(
     """-log (1/K) sum_k p(x, z_k) / q(z_k|x) with z_k = mean + std * eps[k] -> (B,).
 
     eps: (K, B, *latent) standard-normal noise; the K*B decoder passes are chunked over K to bound memory.
-    k=1 is the negative ELBO with the KL estimated by one sample; see `negative_elbo` for the analytic KL.
+    k=1 is the negative ELBO with the KL estimated by one sample; `batch_nll` with k=1 uses the analytic KL.
     """
     k, b = eps.shape[0], eps.shape[1]
     lik = likelihood if likelihood is not None else model.likelihood
@@ -56,14 +56,6 @@ def iw_nll_from_posterior(
         log_w.append((lp_x + lp_z - lq_z).view(kk, b))
     lw = torch.cat(log_w, dim=0)  # (K, B)
     return -(torch.logsumexp(lw, dim=0) - math.log(k))
-
-
-def negative_elbo(model: VAE, x: Tensor, c: Tensor | None, likelihood: Likelihood | None = None,
-                  eps: Tensor | None = None) -> Tensor:
-    """-E_q[log p(x|z)] + KL(q || N(0, I)) with one draw and the analytic KL -> (B,) (the training objective)."""
-    post = model.encode(x, c)
-    z = post.mean if eps is None else post.mean + post.std * eps
-    return -log_likelihood(model, z, x, c, likelihood) + post.kl()
 
 
 @torch.no_grad()
@@ -107,4 +99,4 @@ def nll(
     return torch.cat(out) if out else torch.zeros(0)
 
 
-__all__ = ["nll", "batch_nll", "iw_nll_from_posterior", "negative_elbo", "log_likelihood", "GAUSSIAN_SIGMA"]
+__all__ = ["nll", "batch_nll", "iw_nll_from_posterior", "log_likelihood", "GAUSSIAN_SIGMA"]

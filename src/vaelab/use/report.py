@@ -20,7 +20,7 @@ from vaelab.core.checkpoint import atomic_write_text
 from vaelab.plots import loss_curves, overlay_curves
 from vaelab.training.runs import Run, read_metrics
 from vaelab.use.evaluate import EVALUATION_NAME
-from vaelab.use.units import fmt, run_recon_kind, training_unit, unit_of, with_unit
+from vaelab.use.units import LossUnits, fmt, run_units, unit_of, with_unit
 
 REPORT_NAME = "report.html"
 COMPARISON_NAME = "comparison.html"
@@ -71,8 +71,8 @@ def _page(title: str, parts: list[str]) -> str:
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
-def _unit(run: Run) -> str:
-    return training_unit(run_recon_kind(run.config, run.data_spec.value_range), run.config.loss.reduction)
+def _unit(run: Run) -> LossUnits:
+    return run_units(run)
 
 
 def _evaluation(run: Run) -> dict[str, Any]:
@@ -118,7 +118,8 @@ def build_report(run: Run, out: Path | None = None) -> Path:
     parts = [f"<h1>{_esc(run.config.name)}</h1>",
              f"<p>run folder <code>{_esc(root.resolve().name)}</code>; input {tuple(m.input_shape)}, latent "
              f"{tuple(m.latent_shape)}, {m.num_parameters():,} parameters; trained on "
-             f"{_esc(run.data_spec.name or run.config.data.name)}; training losses in {_esc(unit)}</p>"]
+             f"{_esc(run.data_spec.name or run.config.data.name)}; decoder likelihood {_esc(m.likelihood.describe())}; training "
+             f"losses in {_esc(unit.total)}</p>"]
     if history:
         last = history[-1]
         rows = [(k, fmt(v), unit_of(k, training=unit)) for k, v in last.items() if isinstance(v, (int, float))]
@@ -126,11 +127,12 @@ def build_report(run: Run, out: Path | None = None) -> Path:
             rows += [("kl_per_dim", kl_per_dim_text(last["kl_per_dim"]), unit_of("kl_per_dim")),
                      ("posterior collapse", collapse_note(logged_units(history)), "")]
         parts += ["<h2>Training: last epoch</h2>", _table(rows, ("metric", "value", "unit")),
-                  _drawn(lambda p: loss_curves(history, p, title=f"{run.config.name}: loss per epoch", unit=unit),
+                  _drawn(lambda p: loss_curves(history, p, title=f"{run.config.name}: loss per epoch", unit=unit.total),
                          "loss per epoch (train solid, validation dashed)")]
     ev = _evaluation(run)
     if ev:
-        rows = [(k, fmt(v), unit_of(k)) for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        rows = [(k, fmt(v), unit_of(k, training=unit)) for k, v in ev.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)]
         rows.append(("posterior collapse", collapse_note(ev), ""))
         parts += [f"<h2>Evaluation on {_esc(ev.get('data', ''))}</h2>", _table(rows, ("metric", "value", "unit"))]
     for ood_json in sorted(root.rglob("ood.json")):
@@ -166,18 +168,18 @@ def build_comparison(runs: list[Run], out: Path | None = None) -> Path:
     if len(set(datas)) > 1:
         parts.append(f"<p class='warn'>These runs were trained on different data ({_esc(', '.join(sorted(set(datas))))}): "
                      "their losses are not comparable.</p>")
-    rows = [(lab, r.config.name, d, len(h), f"{r.model.num_parameters():,}", str(tuple(r.model.latent_shape)), u)
-            for lab, r, d, h, u in zip(labels, runs, datas, histories, units)]
+    rows = [(lab, r.config.name, d, len(h), f"{r.model.num_parameters():,}", str(tuple(r.model.latent_shape)),
+             r.model.likelihood.describe(), u.total) for lab, r, d, h, u in zip(labels, runs, datas, histories, units)]
     parts += ["<h2>Runs</h2>", _table(rows, ("run", "config name", "data", "epochs", "parameters", "latent shape",
-                                            "training loss unit"))]
+                                            "decoder likelihood", "training loss unit"))]
     parts.append("<h2>Training curves</h2>")
     for key in CURVE_KEYS:
         for unit in dict.fromkeys(units):
             group = {lab: h for lab, h, u in zip(labels, histories, units) if u == unit and any(key in row for row in h)}
             if group:
-                title = f"{key} per epoch"
-                parts.append(_drawn(lambda p, g=group, k=key, t=title, u=unit: overlay_curves(g, k, p, title=t, unit=u),
-                                    f"{key} ({unit}): {', '.join(group)}"))
+                title, shown = f"{key} per epoch", unit_of(key, training=unit)
+                parts.append(_drawn(lambda p, g=group, k=key, t=title, u=shown: overlay_curves(g, k, p, title=t, unit=u),
+                                    f"{key} ({shown}): {', '.join(group)}"))
     parts += ["<h2>Final metrics</h2>", _final_table(labels, units, histories, evals)]
     path = Path(out) if out else Path(COMPARISON_NAME)
     atomic_write_text(path, _page("Comparison: " + ", ".join(labels), parts))
@@ -189,10 +191,12 @@ def _final_table(labels, units, histories, evals) -> str:
     rows = [(k, *(with_unit(k, h[-1][k], training=u) if h and k in h[-1] else "-" for h, u in zip(histories, units)))
             for k in keys]
     rows.append(("training time", *(with_unit("seconds", round(sum(r.get("seconds", 0) for r in h), 1)) for h in histories)))
-    ev_keys = [k for k in ("negative_elbo", "reconstruction_nll", "kl", "bits_per_dim", "mse", "ssim", "mmd_rbf",
-                           "active_units") if any(k in e for e in evals)]
+    ev_keys = [k for k in ("negative_elbo", "reconstruction_nll", "kl", "training_loss", "bits_per_dim", "mse", "ssim",
+                           "mmd_rbf", "rotation_error_deg", "conditional_sample_accuracy", "active_units")
+               if any(k in e for e in evals)]
     ev_keys += sorted({k for e in evals for k in e if k.startswith("iw_nll")})
-    rows += [(f"evaluation: {k}", *(with_unit(k, e[k]) if k in e else "not evaluated" for e in evals)) for k in ev_keys]
+    rows += [(f"evaluation: {k}", *(with_unit(k, e[k], training=u) if k in e else "not evaluated" for e, u in zip(evals, units)))
+             for k in ev_keys]
     data = [e.get("data") for e in evals if e]
     if len(set(data)) > 1:
         rows.append(("evaluated on", *(e.get("data", "-") for e in evals)))
