@@ -3,6 +3,7 @@
     .venv/bin/python configs/recipe_tables.py                     # train what is missing under runs/recipes, print
     .venv/bin/python configs/recipe_tables.py --write             # ... and write every recipe's rows in place
     .venv/bin/python configs/recipe_tables.py --only A,B --write  # train/measure A and B; only their rows change
+    .venv/bin/python configs/recipe_tables.py --results OUT       # write the rows of an earlier run's output (JSON lines)
 
 Each recipe is trained (if runs/recipes/NAME holds no finished run) with one torch thread, as the README states
 (results depend on the thread count; every metrics.jsonl row records it), then measured on its held-out test
@@ -191,8 +192,8 @@ def table_key(row: str) -> str:
 
 
 def merge_table(block: str, header: str, rows: dict[str, str]) -> str:
-    """The table `block` with `header`, each row of a recipe in `rows` replaced (in place) and missing ones
-    appended; rows of other recipes are kept verbatim."""
+    """The table `block` with `header`, each row of a recipe in `rows` replaced and missing ones added; rows of
+    other recipes are kept verbatim. Rows are in recipe order (the default first), rows of unknown keys last."""
     old = [ln for ln in block.strip().splitlines() if ln.strip().startswith("|")][2:]  # past header and rule
     out, done = [], set()
     for ln in old:
@@ -200,6 +201,8 @@ def merge_table(block: str, header: str, rows: dict[str, str]) -> str:
         out.append(rows.get(key, ln))
         done.add(key)
     out += [row for key, row in rows.items() if key not in done]
+    order = {name: i for i, name in enumerate([DEFAULT, *recipe_names()])}
+    out.sort(key=lambda row: order.get(table_key(row), len(order)))  # stable: other rows keep their order, last
     rule = "|" + "---|" * (header.count("|") - 1)
     return "\n".join([header, rule, *out])
 
@@ -230,7 +233,13 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "recipes", help="where the recipe runs live")
     ap.add_argument("--only", default=None, help=f"comma list of recipes (default: all, and {DEFAULT!r})")
     ap.add_argument("--write", action="store_true", help="write the measured rows into README.md and configs/README.md")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="a file of this script's earlier output (JSON lines): write those rows instead of measuring")
     args = ap.parse_args()
+    if args.results is not None:
+        saved = [json.loads(ln) for ln in args.results.read_text().splitlines() if ln.startswith("{")]
+        write_all(saved)
+        return
     torch.set_num_threads(1)  # the README's numbers are for one thread (results depend on the count)
     names = [*recipe_names(), DEFAULT] if args.only is None else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n != DEFAULT and not config_path(n).is_file()]
