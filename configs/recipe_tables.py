@@ -59,9 +59,10 @@ RECIPES = {
                            "StepLR(30, 0.1), 32 epochs (loss per pixel)"),
     "seed001-sd-folder": ("seed 001's SD-style encoder/decoder (base 32, 32 px, "
                           "latent (4,1,1), scale 0.18215) with SSIM and sparsity terms (weighted loss)"),
-    "seed000-amass": ("seed 000's 88-40-4 MLP on standardised quaternions, "
-                      "100 x SSE + 3 x KL (standardised units)"),
-    "seed004-pi-vanilla": "MLP VAE, each colored-pi point one sample, cyclical KL, latent 2",
+    "seed000-amass": ("seed 000's 88-40-4 MLP on standardised quaternions; Gaussian NLL with variance 0.005 "
+                      "(the seed's SSE x 100) + 3 x KL, nats in standardised units"),
+    "seed004-pi-vanilla": ("MLP VAE, each colored-pi point one sample, Gaussian sigma 0.05, cyclical KL, latent 2 "
+                           "(loss = negative ELBO, nats)"),
     "seed004-pi-attention": "a transformer layer over the 5 feature tokens, same loss and schedule",
 }
 # what was changed in a recipe against posterior collapse (the active-units table's last column)
