@@ -52,7 +52,7 @@ SETUP = {"seed001-sd-folder": (f".venv/bin/vaelab data make-shapes {SHAPES}", _s
 # recipe -> what it shows (a recipe missing here is described by its YAML's first comment line)
 RECIPES = {
     "seed002-vae-mnist": "seed 002's VAE, 784-500-2 MLP, BCE(sum) + KL, 20 epochs",
-    "seed002-cvae-mnist": "the CVAE: one-hot label at encoder (794) and decoder (2+10)",
+    "seed002-cvae-mnist": "the CVAE: one-hot label at encoder (794) and decoder (2+10); below the VAE, as the seed reports",
     "seed002-vae-fashion": "the VAE on Fashion-MNIST, latent 10",
     "seed002-cvae-fashion": "the CVAE on Fashion-MNIST, latent 10, kl_weight 4 (samples show their label)",
     "seed003-conv-mnist": ("seed 003's printed conv model in its mapping form; mean BCE + 0.1 mean KL, free bits 0.5; "
