@@ -162,8 +162,9 @@ def write_run_figures(run_dir: Path, model, bundle, history: list[dict[str, Any]
         if labels is not None:
             k = model.condition_width
             samples = model.sample(len(labels), model.condition_vector(labels.to(device)), generator=gen)
-            save_grid(to_display(samples, vr), 8, run_dir / "samples.png", title="samples, one row per label",
-                      row_labels=[str(i) for i in range(k)])
+            names = getattr(bundle, "class_names", None) or []
+            save_grid(to_display(samples, vr), 8, run_dir / "samples.png", title="samples, one row per class",
+                      row_labels=[str(names[i]) if i < len(names) else str(i) for i in range(k)])
         elif not model.conditional:
             samples = model.sample(64, generator=gen)
             save_grid(to_display(samples, vr), 8, run_dir / "samples.png", title="samples from the prior")

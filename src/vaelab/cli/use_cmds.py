@@ -14,6 +14,19 @@ DataOpt = typer.Option(None, "--data", help=DATA_HELP)
 DataPathOpt = typer.Option(None, "--data-path", help="Folder/file for --data NAME (same as NAME:PATH)")
 InputOpt = typer.Option(None, "--input", help="Folder of images (searched recursively); outputs mirror its layout")
 LimitOpt = typer.Option(None, "--limit", help="Use only the first N items")
+AllOpt = typer.Option(False, "--all", help="One file per item for every item (default: the first 64; the .npy/.npz "
+                      "always holds every item)")
+
+
+def _per_item(all_: bool) -> int | None:
+    from vaelab.use.outputs import PER_ITEM_FILES
+
+    return None if all_ else PER_ITEM_FILES
+
+
+def _capped(written: int, total: int, what: str) -> str:
+    """The note when the per-item files stopped short of the items."""
+    return f"; {what} for the first {written} of {total} items (--all for every one)" if written < total else ""
 
 
 def _items(run, data, data_path, input_folder, limit):
@@ -29,16 +42,20 @@ def reconstruct(
     limit: Optional[int] = LimitOpt,
     label: Optional[int] = typer.Option(None, "--label", help="Condition label for all inputs (conditional models)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/reconstructions)"),
+    all_: bool = AllOpt,
 ) -> None:
-    """Reconstruct inputs: one file per input (mirroring --input's layout) and a grid PNG, originals and
-    reconstructions in alternating rows."""
+    """Reconstruct inputs: reconstructions.npy, a grid PNG (originals and reconstructions in alternating rows) and
+    one PNG per input (mirroring --input's layout) for the first 64 inputs, or all with --all."""
     from vaelab.use.inputs import open_run
     from vaelab.use.reconstruct import reconstruct as rec
 
     r = open_run(run)
-    res = rec(r, _items(r, data, data_path, input, limit), out or r.path / "reconstructions", label=label)
+    res = rec(r, _items(r, data, data_path, input, limit), out or r.path / "reconstructions", label=label,
+              per_item=_per_item(all_))
     typer.echo(f"{res.count} reconstructions in {res.out_dir} (mean squared error {res.mse:.5f})"
-               + (f"; grid {res.grid}" if res.grid else "") + (f"; skipped {len(res.skipped)} unreadable" if res.skipped else ""))
+               + (f"; grid {res.grid}" if res.grid else "")
+               + (_capped(len(res.files), res.count, "PNGs") if res.files else "")
+               + (f"; skipped {len(res.skipped)} unreadable" if res.skipped else ""))
 
 
 @app.command()
@@ -66,13 +83,19 @@ def encode(
     sample: bool = typer.Option(False, "--sample", help="Draw from the posterior instead of taking its mean"),
     seed: int = typer.Option(0, "--seed"),
     label: Optional[int] = typer.Option(None, "--label"),
+    all_: bool = typer.Option(False, "--all", help="With a folder --out: one .npy for every item (default: the "
+                              "first 64; a .npz --out always holds every item)"),
 ) -> None:
-    """Encode inputs to latents (scaled by the model's latent scale; posterior mean unless --sample)."""
+    """Encode inputs to latents (scaled by the model's latent scale; posterior mean unless --sample); the data's
+    labels are kept whenever it has them."""
     from vaelab.use.codec import encode as enc
     from vaelab.use.inputs import open_run
 
     r = open_run(run)
-    typer.echo(str(enc(r, _items(r, data, data_path, input, limit), out, sample=sample, seed=seed, label=label)))
+    items = _items(r, data, data_path, input, limit)
+    path = enc(r, items, out, sample=sample, seed=seed, label=label, per_item=_per_item(all_))
+    note = "" if path.suffix == ".npz" else _capped(min(len(items), _per_item(all_) or len(items)), len(items), ".npy files")
+    typer.echo(f"{path}{note}")
 
 
 @app.command()
@@ -81,12 +104,14 @@ def decode(
     latents: Path = typer.Argument(..., help=".npz from `vaelab encode`, a .npy (N, *latent) or a folder of .npy"),
     out: Path = typer.Option(..., "--out", help="Output folder"),
     label: Optional[int] = typer.Option(None, "--label"),
+    all_: bool = AllOpt,
 ) -> None:
-    """Decode latents (scaled units) into outputs.npy and one PNG per latent for image models."""
+    """Decode latents (scaled units) into outputs.npy, and for image models a grid (decoded.png) and one PNG per
+    latent for the first 64 latents (all with --all)."""
     from vaelab.use.codec import decode as dec
     from vaelab.use.inputs import open_run
 
-    typer.echo(str(dec(open_run(run), latents, out, label=label)))
+    typer.echo(str(dec(open_run(run), latents, out, label=label, per_item=_per_item(all_))))
 
 
 @app.command()

@@ -24,7 +24,7 @@ from vaelab.model.vae import VAE
 from vaelab.training.distributed import LocalContext, ParallelContext, rank_batches
 from vaelab.training.loss_setup import LossSetup
 from vaelab.training.precision import get_precision
-from vaelab.training.progress import progress_bar, report_epoch
+from vaelab.training.progress import epoch_bar, report_epoch
 from vaelab.data.spec import SPEC_KEY
 from vaelab.training.runs import LOCATION_KEY, append_metrics
 from vaelab.training.step import NonFiniteLoss, TrainStep, condition_of
@@ -97,7 +97,8 @@ class Trainer:
         tc, step, s = self.cfg.train, self.step, self.state
         self.model.train()
         names = list(self.loss.weights)  # the terms switched on, as the loss reports them
-        sums = torch.zeros(1 + len(names), dtype=torch.float64)  # total, then each term (sample-weighted)
+        # total, each term's batch mean, each term's weighted share of the total (sample-weighted sums)
+        sums = torch.zeros(1 + 2 * len(names), dtype=torch.float64)
         n_seen, kl_scale = 0, 0.0
         self.parallel.seed_epoch(self.cfg.seed, s.epoch)
         batches = self.bundle.train.batches(tc.batch_size, shuffle=True, generator=self.data_gen)
@@ -119,13 +120,16 @@ class Trainer:
                 ) from None
             n = x.shape[0]
             n_seen += n
-            sums += torch.stack([terms.total.detach(), *(v.detach() for v in terms.terms.values())]).double() * n
+            sums += torch.cat([torch.stack([terms.total.detach().float(), *(v.detach().float() for v in terms.terms.values())]),
+                               self.loss.shares(terms, kl_scale)]).double() * n
             s.global_step += 1
             if progress is not None:
                 progress()
         both = self.parallel.all_reduce_sum(torch.cat([sums, torch.tensor([float(n_seen)], dtype=torch.float64)]))
         avg = (both[:-1] / max(int(both[-1]), 1)).tolist()  # epoch averages over all ranks' samples
-        return {"loss": avg[0], **dict(zip(names, avg[1:])), "kl_scale": kl_scale}
+        k = len(names)
+        return {"loss": avg[0], **dict(zip(names, avg[1:1 + k])),
+                **{f"weighted_{name}": v for name, v in zip(names, avg[1 + k:])}, "kl_scale": kl_scale}
 
     @torch.no_grad()
     def evaluate(self, split) -> dict[str, float]:
@@ -156,10 +160,11 @@ class Trainer:
         from vaelab.training.loggers import EpochLoggers  # train.log beyond metrics.jsonl (TensorBoard)
 
         self.loggers = EpochLoggers(tc.log if self.is_main else [], self.run_dir, self.cfg, self.bundle, start_epoch=s.epoch)
-        with contextlib.closing(self.loggers), progress_bar(tc.progress, self.batches_per_epoch) as bar:
+        with contextlib.closing(self.loggers):
             while s.epoch < tc.epochs and not s.stopped_early:
                 t0 = time.perf_counter()
-                train_terms = self._train_epoch(bar.start(f"epoch {s.epoch + 1}/{tc.epochs}"))
+                with epoch_bar(f"epoch {s.epoch + 1}/{tc.epochs}", self.batches_per_epoch, tc.progress and self.is_main) as bar:
+                    train_terms = self._train_epoch(bar.advance)
                 seconds = time.perf_counter() - t0
                 val = self.bundle.val if self.bundle.val is not None and len(self.bundle.val) else None
                 val_terms = self.evaluate(val) if val is not None else {}
@@ -204,7 +209,8 @@ class Trainer:
         if self.is_main:  # under torchrun only rank 0 writes
             save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_state())
             append_metrics(self.run_dir, row)
-            report_epoch(row, self.cfg.train.epochs)
+            if self.cfg.train.progress:  # false: quiet, no epoch lines either
+                report_epoch(row, self.cfg.train.epochs)
             if self.on_epoch:
                 self.on_epoch(row)
             if getattr(self, "loggers", None) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import torch
 from torch import Tensor
 
 from vaelab.core.config import Config, LossConfig
@@ -48,3 +49,13 @@ class LossSetup:
 
     def __call__(self, out, x: Tensor, kl_scale: float) -> LossTerms:
         return weigh_terms(out, x, self.weights, self.options, kl_scale)
+
+    def shares(self, terms: LossTerms, kl_scale: float) -> Tensor:
+        """Each term's share of `terms.total` (weight, times the KL schedule for scheduled terms, times the penalty
+        of its batch mean) in `weights` order -> (T,); they add up to the total the optimizer minimised."""
+        parts = []
+        for name, weight in self.weights.items():
+            term = LOSS_TERMS.get(name)
+            coef = weight * kl_scale if term.scheduled else weight
+            parts.append(coef * term.penalty(terms.terms[name].detach().float()))
+        return torch.stack(parts)

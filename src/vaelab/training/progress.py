@@ -1,41 +1,51 @@
-"""What training shows on stderr: a rich progress bar (on a terminal) and one line per epoch."""
+"""What training shows on stderr: a bar per epoch on a terminal (`vaelab.core.progress`) and one line per epoch
+whose weighted terms add up to the total the optimizer minimised."""
 from __future__ import annotations
 
-import contextlib
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any, ContextManager
+
+from vaelab.core.progress import Stage, stage
+from vaelab.core.vocab import LOSS_TERMS
 
 
-class Bar:
-    """One bar per epoch, replaced when the next epoch starts; `start` returns the per-batch advance (or None)."""
-
-    def __init__(self, progress, total: int):
-        self.progress, self.total, self.task = progress, total, None
-
-    def start(self, label: str) -> Callable[[], None] | None:
-        if self.progress is None:
-            return None
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(label, total=self.total)
-        return lambda: self.progress.advance(self.task)
+def epoch_bar(label: str, batches: int, enabled: bool) -> ContextManager[Stage]:
+    """The epoch's batches as a bar on a terminal (removed when the epoch ends); nothing otherwise, the epoch line
+    says it all."""
+    return stage(label, batches, unit="batches", enabled=enabled, summary=False)
 
 
-@contextlib.contextmanager
-def progress_bar(enabled: bool, total: int) -> Iterator[Bar]:
-    if not (enabled and sys.stderr.isatty()):
-        yield Bar(None, total)
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def loss_equation(row: dict[str, Any], split: str = "train") -> str:
+    """`loss 105.2000 = recon 90.1000 + 1*kl 15.1000`: each term as its effective coefficient (weight, times the
+    KL schedule averaged over the epoch) times its penalty; rows written before the weighted shares were logged
+    get the unweighted terms."""
+    total = row[f"{split}_loss"]
+    parts = []
+    for name in LOSS_TERMS.names():
+        raw, share = row.get(f"{split}_{name}"), row.get(f"{split}_weighted_{name}")
+        if raw is None:
+            continue
+        if share is None:
+            parts.append(f"{name} {raw:.4f}")
+            continue
+        term = LOSS_TERMS.get(name)
+        penalty = float(term.penalty(_tensor(raw)))
+        shown = name if abs(penalty - raw) < 1e-12 else f"(1-{name})"  # ssim's penalty is 1 - SSIM
+        coef = share / penalty if penalty else 0.0
+        parts.append(f"{shown} {penalty:.4f}" if abs(coef - 1) < 5e-5 else f"{coef:.4g}*{shown} {penalty:.4f}")
+    sep = " = " if any(f"{split}_weighted_{n}" in row for n in LOSS_TERMS.names()) else " ("
+    body = " + ".join(parts)
+    return f"loss {total:.4f}{sep}{body}" + ("" if sep == " = " else ")")
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as p:
-        yield Bar(p, total)
+
+def _tensor(v: float):
+    import torch
+
+    return torch.tensor(float(v), dtype=torch.float64)
 
 
 def report_epoch(row: dict[str, Any], epochs: int) -> None:
     val = f"  val {row['val_loss']:.4f}" if "val_loss" in row else ""
     units = f"  active units {row['active_units']}/{len(row['kl_per_dim'])}" if "active_units" in row else ""
-    print(f"epoch {row['epoch']}/{epochs}  train {row['train_loss']:.4f} (recon {row['train_recon']:.4f}, "
-          f"kl {row['train_kl']:.4f}){val}{units}  {row['seconds']:.1f}s", file=sys.stderr, flush=True)
+    print(f"epoch {row['epoch']}/{epochs}  {loss_equation(row)}{val}{units}  {row['seconds']:.1f}s",
+          file=sys.stderr, flush=True)

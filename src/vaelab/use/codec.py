@@ -11,7 +11,9 @@ from vaelab.core.errors import DataError
 from vaelab.data.base import ARRAY_READ_ERRORS
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, check_shape, labels_for
-from vaelab.use.outputs import write_item_images, write_npy, write_npz
+from vaelab.core.progress import advance, stage
+from vaelab.plots import is_image_shape, to_display
+from vaelab.use.outputs import PER_ITEM_FILES, item_limit, write_grid, write_item_images, write_npy, write_npz
 
 
 @torch.no_grad()
@@ -28,6 +30,7 @@ def encode_tensor(run: Run, x: Tensor, y: Tensor | None = None, *, sample: bool 
         zs.append(z * model.latent_scale)
         mus.append(post.mean * model.latent_scale)
         lvs.append(post.logvar)
+        advance(post.mean.shape[0])  # the open progress stage, if any
     return torch.cat(zs), torch.cat(mus), torch.cat(lvs)
 
 
@@ -39,15 +42,21 @@ def decode_tensor(run: Run, z: Tensor, y: Tensor | None = None, *, batch_size: i
     if tuple(z.shape[1:]) != want:
         raise DataError(f"latents have shape {tuple(z.shape[1:])} per item but the model of {run.path} takes {want}")
     c_all = model.condition_vector(y) if model.conditional else None
-    return torch.cat([model.decode(z[s : s + batch_size].float(), None if c_all is None else c_all[s : s + batch_size])
-                      for s in range(0, z.shape[0], batch_size)])
+    out = []
+    for s in range(0, z.shape[0], batch_size):
+        out.append(model.decode(z[s : s + batch_size].float(), None if c_all is None else c_all[s : s + batch_size]))
+        advance(out[-1].shape[0])  # the open progress stage, if any
+    return torch.cat(out)
 
 
-def encode(run: Run, items: Items, out: Path, *, sample: bool = False, seed: int = 0, label: int | None = None) -> Path:
-    """A .npz (z, mu, logvar, labels, names, latent_scale) when `out` ends in .npz, else one .npy per input
-    mirroring the input names under the folder `out`."""
+def encode(run: Run, items: Items, out: Path, *, sample: bool = False, seed: int = 0, label: int | None = None,
+           per_item: int | None = PER_ITEM_FILES) -> Path:
+    """A .npz (z, mu, logvar, labels, names, latent_scale) when `out` ends in .npz (every item; labels whenever
+    the data has them), else one .npy per input mirroring the input names under the folder `out`, for the first
+    `per_item` inputs (None: all)."""
     y = labels_for(run, items, label)
-    z, mu, logvar = encode_tensor(run, items.x, y, sample=sample, generator=torch.Generator().manual_seed(seed))
+    with stage("encode", len(items)):
+        z, mu, logvar = encode_tensor(run, items.x, y, sample=sample, generator=torch.Generator().manual_seed(seed))
     out = Path(out)
     if out.suffix == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +65,8 @@ def encode(run: Run, items: Items, out: Path, *, sample: bool = False, seed: int
                   names=np.array(items.names), latent_scale=np.float64(run.model.latent_scale))
         return out
     out.mkdir(parents=True, exist_ok=True)
-    for name, zi in zip(items.names, z):
+    keep = item_limit(len(items), per_item)
+    for name, zi in zip(items.names[:keep], z[:keep]):
         p = (out / name).with_suffix(".npy")
         p.parent.mkdir(parents=True, exist_ok=True)
         write_npy(p, zi)
@@ -108,8 +118,9 @@ def _read_latents(p: Path) -> tuple[Tensor, Tensor | None, list[str]]:
     raise DataError(f"{p}: latents must be a .npz from `vaelab encode`, a .npy array or a folder of .npy files")
 
 
-def decode(run: Run, latents: Path, out_dir: Path, *, label: int | None = None) -> Path:
-    """Decode a latents file/folder into out_dir: outputs.npy plus one PNG per latent for image models."""
+def decode(run: Run, latents: Path, out_dir: Path, *, label: int | None = None, per_item: int | None = PER_ITEM_FILES) -> Path:
+    """Decode a latents file/folder into out_dir: outputs.npy (every latent) plus, for image models, a grid
+    (decoded.png, the first 64) and one PNG per latent for the first `per_item` latents (None: all)."""
     from vaelab.use.inputs import check_label
 
     z, y, names = read_latents(latents)
@@ -120,11 +131,16 @@ def decode(run: Run, latents: Path, out_dir: Path, *, label: int | None = None) 
         y = torch.full((z.shape[0],), label, dtype=torch.long)
     if run.model.conditional and y is None:
         raise DataError(f"the model of {run.path} is conditional and {latents} carries no labels: give --label K")
-    x = run.data_spec.to_data_units(decode_tensor(run, z, y if run.model.conditional else None))
+    with stage("decode", z.shape[0]):
+        x = run.data_spec.to_data_units(decode_tensor(run, z, y if run.model.conditional else None))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_npy(out_dir / "outputs.npy", x)
-    write_item_images(out_dir, names, x, run.data_spec.raw_range)
+    keep = item_limit(len(x), per_item)
+    write_item_images(out_dir, names[:keep], x[:keep], run.data_spec.raw_range)
+    if is_image_shape(tuple(x.shape[1:])):
+        write_grid(out_dir / "decoded.png", to_display(x[:64], run.data_spec.raw_range), 8,
+                   title=f"{run.path.name}: decoded from {Path(latents).name}" + (f" (first 64 of {len(x)})" if len(x) > 64 else ""))
     return out_dir
 
 

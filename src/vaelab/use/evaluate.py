@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from vaelab.core.checkpoint import atomic_write_text
+from vaelab.core.progress import advance, stage
 from vaelab.plots import new_figure, is_image_shape, loss_curves, save_figure, scatter_points, to_display
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
 from vaelab.use.likelihood import log_likelihood, nll
 from vaelab.use.metrics import (FEATURE_METRICS, active_units, conditional_sample_accuracy, embed_2d, mmd_rbf,
                                  wasserstein_per_dim)
-from vaelab.use.outputs import alternating_rows, render_point_cloud, write_grid, write_png
+from vaelab.use.outputs import alternating_rows, class_names, render_point_cloud, write_grid, write_png
 from vaelab.use.units import run_units
 
 EVALUATION_NAME = "evaluation.json"
@@ -48,6 +49,7 @@ def _posterior_pass(run: Run, x, c, generator: torch.Generator, batch_size: int 
         mus.append(post.mean)
         kl_dims.append(post.kl_per_dim())
         recons.append(model.decode(post.mean * model.latent_scale, cb))
+        advance(xb.shape[0])
     return torch.cat(rec), torch.cat(kl), torch.cat(mus), torch.cat(kl_dims), torch.cat(recons)
 
 
@@ -63,9 +65,11 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
     c = model.condition_vector(y) if model.conditional else None
     x = items.x
     g = torch.Generator().manual_seed(seed)
-    rec, kl, mu, kl_dims, recon = _posterior_pass(run, x, c, g)
+    with stage("evaluate: negative ELBO and reconstructions", len(x)):
+        rec, kl, mu, kl_dims, recon = _posterior_pass(run, x, c, g)
     per_item = k * x[0].numel() * model.likelihood.params_per_value  # decoder outputs per item for the K samples
-    iw = nll(model, x, y, k=k, batch_size=max(1, min(256, 2**22 // max(1, per_item))), generator=g)
+    with stage(f"evaluate: importance-weighted NLL, K={k}", len(x)):
+        iw = nll(model, x, y, k=k, batch_size=max(1, min(256, 2**22 // max(1, per_item))), generator=g)
     n_active, unit_var = active_units(mu)
     kl_per_dim = kl_dims.reshape(kl_dims.shape[0], -1).mean(dim=0)
     m: dict[str, Any] = {
@@ -108,16 +112,36 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         w = wasserstein_per_dim(x, gen)
         m["wasserstein_per_dim"] = w
         m["wasserstein_mean"] = float(np.mean(w))
-    # figures
+    with stage(f"evaluate: figures and latent embedding ({embedding})"):
+        figures += _figures(run, items, out_dir, x, recon, gen, mu, kl_per_dim, embedding, seed)
+    if model.conditional and model.condition.takes_labels:
+        with stage("evaluate: conditional-sample accuracy"):
+            m.update(_conditional_accuracy(run, seed))
+    m["figures"] = [f.name for f in figures]
+    path = out_dir / EVALUATION_NAME
+    atomic_write_text(path, json.dumps(m, indent=2) + "\n")
+    return Evaluation(m, path, figures)
+
+
+def _figures(run: Run, items: Items, out_dir: Path, x, recon, gen, mu, kl_per_dim, embedding: str, seed: int) -> list[Path]:
+    """loss curve, reconstruction and sample grids (or point plots), latent embedding, KL per dimension."""
+    shape, vr = tuple(x.shape[1:]), items.value_range
+    figures: list[Path] = []
     if run.history:
         loss_curves(run.history, out_dir / "loss_curve.png", title=f"{run.config.name}: loss")
         figures.append(out_dir / "loss_curve.png")
     if is_image_shape(shape):
         n = min(32, len(items))
-        write_grid(out_dir / "eval_reconstructions.png", to_display(alternating_rows(x[:n], recon[:n], 8), vr), 8)
+        write_grid(out_dir / "eval_reconstructions.png", to_display(alternating_rows(x[:n], recon[:n], 8), vr), 8,
+                   title=f"{run.path.name}: originals / reconstructions ({items.source})",
+                   row_labels=["original", "reconstruction"] * (-(-n // 8)))
         figures.append(out_dir / "eval_reconstructions.png")
-        if gen is not None:
-            write_grid(out_dir / "eval_samples.png", to_display(gen[:64], vr), 8)
+        if gen is not None and run.model.conditional:  # 8 per class, every class: one row each, named
+            k = len(gen) // 8
+            write_grid(out_dir / "eval_samples.png", to_display(gen, vr), 8, title=f"{run.path.name}: samples, one row per class",
+                       row_labels=class_names(run.data_spec, k))
+        elif gen is not None:
+            write_grid(out_dir / "eval_samples.png", to_display(gen[:64], vr), 8, title=f"{run.path.name}: samples from the prior")
             figures.append(out_dir / "eval_samples.png")
     elif shape == (5,) and gen is not None:
         write_png(out_dir / "eval_samples.png", render_point_cloud(gen))
@@ -127,12 +151,7 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         figures.append(out_dir / "eval_points.png")
     figures.append(_embedding_figure(mu, items.y, out_dir / "latent_embedding.png", embedding, seed))
     figures.append(_kl_figure(kl_per_dim, out_dir / "kl_per_dim.png"))
-    if model.conditional and model.condition.takes_labels:
-        m.update(_conditional_accuracy(run, seed))
-    m["figures"] = [f.name for f in figures]
-    path = out_dir / EVALUATION_NAME
-    atomic_write_text(path, json.dumps(m, indent=2) + "\n")
-    return Evaluation(m, path, figures)
+    return figures
 
 
 @torch.no_grad()

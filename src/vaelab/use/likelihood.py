@@ -16,6 +16,7 @@ from vaelab.model.distributions import DiagonalGaussian, standard_normal_log_pro
 from vaelab.model.likelihoods import Likelihood
 from vaelab.model.vae import VAE
 from vaelab.core.errors import ArgumentError
+from vaelab.core.progress import advance
 
 GAUSSIAN_SIGMA = math.sqrt(0.5)  # loss.recon mse: the squared error is the Gaussian NLL with sigma^2 = 1/2, less a constant
 CHUNK_ELEMENTS = 2**24  # decoder outputs held at once (K_chunk * B * D floats), about 64 MB of float32
@@ -96,6 +97,7 @@ def nll(
         yb = None if y is None else y[s : s + batch_size].to(p.device)
         c = model.condition_vector(yb)
         out.append(batch_nll(model, xb, c, k=k, likelihood=likelihood, generator=generator).cpu())
+        advance(xb.shape[0])  # the open progress stage, if any (vaelab.core.progress)
     return torch.cat(out) if out else torch.zeros(0)
 
 

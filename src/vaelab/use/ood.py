@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vaelab.core.checkpoint import atomic_write_text
+from vaelab.core.progress import stage
 from vaelab.plots import new_figure, save_figure
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
@@ -38,7 +39,11 @@ def score_items(run: Run, items: Items, *, scores=SCORES, options: dict[str, dic
     """({score: (N,) values}, notes) for one set of items."""
     y = labels_for(run, items, label) if run.model.conditional else None
     ctx = ScoreContext(run.model, items.x, y, items.value_range, k=k, seed=seed)
-    return compute_scores(ctx, tuple(scores), options), ctx.notes
+    values: dict[str, torch.Tensor] = {}
+    for name in scores:  # one progress stage per score (regret re-fits every item: the long one)
+        with stage(f"ood: {name} on {items.source}", len(items)):
+            values.update(compute_scores(ctx, (name,), options))
+    return values, ctx.notes
 
 
 def cli_options(regret_steps: int | None = None, regret_lr: float | None = None, regret_k: int | None = None,

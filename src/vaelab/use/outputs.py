@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from vaelab.core.checkpoint import atomic_write_bytes
-from vaelab.plots import is_image_shape, make_grid, to_display
+from vaelab.core.progress import advance
+from vaelab.plots import is_image_shape, save_grid, to_display
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -68,6 +69,7 @@ def write_item_images(out_dir: Path, names: list[str], x: Tensor, value_range: t
         p.parent.mkdir(parents=True, exist_ok=True)
         write_png(p, img.transpose(1, 2, 0))
         paths.append(p)
+        advance()  # the open progress stage, if any
     return paths
 
 
@@ -79,10 +81,25 @@ def alternating_rows(a: Tensor, b: Tensor, nrow: int) -> Tensor:
     return torch.cat(rows)
 
 
-def write_grid(path: Path, images: np.ndarray, nrow: int) -> None:
-    """(N, C, H, W) in [0, 1] -> one plain PNG grid (no matplotlib frame)."""
-    write_png(path, make_grid(images, nrow))
+def write_grid(path: Path, images: np.ndarray, nrow: int, *, title: str, row_labels: list[str] | None = None) -> None:
+    """(N, C, H, W) in [0, 1] -> a titled grid figure about 660 px wide (small images are enlarged, pixels kept
+    sharp), with a name per row when given (class names for label rows)."""
+    save_grid(images, nrow, Path(path), title=title, row_labels=row_labels)
+
+
+def class_names(spec, k: int) -> list[str]:
+    """The names of labels 0..k-1: the data's class names when it has them (e.g. Fashion-MNIST's), else digits."""
+    names = getattr(spec, "class_names", None)
+    return [str(names[i]) if names is not None and i < len(names) else str(i) for i in range(k)]
+
+
+def item_limit(total: int, limit: int | None) -> int:
+    """How many per-item files to write: all with limit None (`--all`), else at most `limit`."""
+    return total if limit is None else min(total, limit)
+
+
+PER_ITEM_FILES = 64  # per-item files a use command writes unless asked for all (`--all`); the .npy has every item
 
 
 __all__ = ["write_png", "write_npy", "write_npz", "png_bytes", "render_items", "render_point_cloud",
-           "write_item_images", "alternating_rows", "write_grid"]
+           "write_item_images", "alternating_rows", "write_grid", "class_names", "item_limit", "PER_ITEM_FILES"]

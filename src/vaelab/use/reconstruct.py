@@ -10,7 +10,9 @@ from torch import Tensor
 from vaelab.core.errors import DataError
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, check_shape, labels_for
-from vaelab.use.outputs import alternating_rows, render_items, write_grid, write_item_images, write_npy
+from vaelab.core.progress import advance, stage
+from vaelab.use.outputs import (PER_ITEM_FILES, alternating_rows, item_limit, render_items, write_grid,
+                                write_item_images, write_npy)
 
 
 @torch.no_grad()
@@ -23,6 +25,7 @@ def reconstruct_tensor(run: Run, x: Tensor, y: Tensor | None = None, *, batch_si
     for s in range(0, x.shape[0], batch_size):
         c = None if c_all is None else c_all[s : s + batch_size]
         out.append(model(x[s : s + batch_size], c, sample=False).x_hat)
+        advance(out[-1].shape[0])  # the open progress stage, if any
     return torch.cat(out)
 
 
@@ -34,13 +37,16 @@ class ReconstructResult:
     files: list[Path]
     skipped: list[str]
     mse: float
+    array: Path | None = None  # reconstructions.npy: every item, whatever the per-item file limit
 
 
-def reconstruct(run: Run, items: Items, out_dir: Path, *, label: int | None = None, grid_items: int = 32, nrow: int = 8) -> ReconstructResult:
-    """Write one reconstruction per input (mirroring names), reconstructions.npy and a grid PNG
-    (originals and reconstructions in alternating rows)."""
+def reconstruct(run: Run, items: Items, out_dir: Path, *, label: int | None = None, grid_items: int = 32, nrow: int = 8,
+                per_item: int | None = PER_ITEM_FILES) -> ReconstructResult:
+    """Write reconstructions.npy (every item), a grid PNG (originals and reconstructions in alternating rows) and
+    one PNG per input mirroring the names, for the first `per_item` inputs (None: all of them)."""
     y = labels_for(run, items, label)
-    recon = reconstruct_tensor(run, items.x, y)
+    with stage("reconstruct", len(items)):
+        recon = reconstruct_tensor(run, items.x, y)
     mse = float((recon - items.x).pow(2).mean())  # in the model's units (standardised ones for standardised runs)
     x, vr = items.x, items.value_range
     spec = run.data_spec
@@ -48,14 +54,19 @@ def reconstruct(run: Run, items: Items, out_dir: Path, *, label: int | None = No
         x, recon, vr = spec.to_data_units(x), spec.to_data_units(recon), spec.raw_range
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = write_item_images(out_dir, items.names, recon, vr)
-    write_npy(out_dir / "reconstructions.npy", recon)
+    keep = item_limit(len(items), per_item)
+    with stage("reconstruct: per-item images", keep, unit="files"):
+        files = write_item_images(out_dir, items.names[:keep], recon[:keep], vr)
+    array = out_dir / "reconstructions.npy"
+    write_npy(array, recon)
     grid = None
     shown = render_items(alternating_rows(x[:grid_items], recon[:grid_items], nrow), vr)
     if shown is not None:
         grid = out_dir / "reconstruction_grid.png"
-        write_grid(grid, shown, nrow)
-    return ReconstructResult(out_dir, len(items), grid, files, items.skipped, mse)
+        rows = -(-min(grid_items, len(items)) // nrow)
+        write_grid(grid, shown, nrow, title=f"{run.path.name}: originals / reconstructions ({items.source})",
+                   row_labels=["original", "reconstruction"] * rows)
+    return ReconstructResult(out_dir, len(items), grid, files, items.skipped, mse, array)
 
 
 def compare(runs: list[Run], items: Items, out: Path, *, n: int = 8) -> Path:

@@ -24,6 +24,7 @@ from vaelab.model.distributions import DiagonalGaussian
 from vaelab.use.regret_layers import encode_per_input
 from vaelab.use.regret_linear import input_linear_index, regret_batch_linear
 from vaelab.core.errors import ArgumentError
+from vaelab.core.progress import advance
 
 ENCODER_PREFIXES = ("encoder.", "mu_head.", "logvar_head.")
 
@@ -188,6 +189,7 @@ def regret_scores(
                     nll_fn=lambda post, e, xb=xb, cb=cb: iw_nll_from_posterior(model, post, xb, cb, e, lik),
                     adam_cls=lambda params, lr_: _StackedAdam(params, lr_, weight_decay=weight_decay))
                 out.append((before - after).detach())
+                advance(b)  # the open progress stage, if any (vaelab.core.progress)
                 continue
             stacked = {n: base[n].detach().unsqueeze(0).repeat(b, *([1] * base[n].dim())).requires_grad_(True) for n in names}
             adam = _StackedAdam(list(stacked.values()), lr, weight_decay=weight_decay)
@@ -199,6 +201,7 @@ def regret_scores(
                 mean, logvar = encode_per_input(model, stacked, xb, cb)
                 after = iw_nll_from_posterior(model, DiagonalGaussian(mean, logvar), xb, cb, eps_eval[:, s : s + b], lik)
             out.append((before - after).detach())
+            advance(b)
     return torch.cat(out) if out else torch.zeros(0)
 
 

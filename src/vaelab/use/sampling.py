@@ -13,7 +13,7 @@ from vaelab.core.errors import ArgumentError, DataError
 from vaelab.plots import is_image_shape, save_grid, to_display
 from vaelab.training.runs import Run
 from vaelab.use.inputs import check_label, load_items, Items, folder_items
-from vaelab.use.outputs import render_point_cloud, write_grid, write_npy, write_png
+from vaelab.use.outputs import class_names, render_point_cloud, write_grid, write_npy, write_png
 
 
 MAX_SAMPLES = 100_000  # per call (per label with all_labels): the samples and their grid are held in memory
@@ -71,11 +71,12 @@ def sample(run: Run, n: int, out_dir: Path, *, label: int | None = None, all_lab
     if is_image_shape(shape):
         if labels is not None and label is None:
             k = run.model.condition_width
-            save_grid(to_display(x, vr), n, fig, title=f"samples, one row per label (T={temperature:g})",
-                      row_labels=[str(i) for i in range(k)])
+            save_grid(to_display(x, vr), n, fig, title=f"{run.path.name}: samples, one row per class (T={temperature:g})",
+                      row_labels=class_names(run.data_spec, k))
         else:
             nrow = min(n, max(1, int(np.ceil(np.sqrt(n)))))
-            write_grid(fig, to_display(x, vr), nrow)
+            what = "" if label is None else f", class {class_names(run.data_spec, label + 1)[label]}"
+            write_grid(fig, to_display(x, vr), nrow, title=f"{run.path.name}: {n} samples{what} (T={temperature:g})")
     elif shape == (5,):  # colored pi points
         write_png(fig, render_point_cloud(x))
     else:
@@ -139,7 +140,8 @@ def interpolate(run: Run, a: str, b: str, out_dir: Path, *, steps: int = 8, labe
     write_npy(out_dir / "interpolation.npy", x[1:-1])
     vr = run.data_spec.raw_range
     if is_image_shape(tuple(x.shape[1:])):
-        write_grid(out_dir / "interpolation.png", to_display(x, vr), steps + 2)
+        write_grid(out_dir / "interpolation.png", to_display(x, vr), steps + 2,
+                   title=f"{run.path.name}: {a} -> {b}, {steps} steps (originals at both ends)")
     return out_dir
 
 
