@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from vaelab.core.progress import advance, stage
 from vaelab.core.config import Config, load_config
 from vaelab.core.errors import ConfigError, TrainingError, VaelabError
 from vaelab.data import DataBundle, load_data
@@ -128,7 +129,10 @@ def run_search(source: str | Path | SearchSpace, *, out: str | Path | None = Non
     children = getattr(study.sampler, "vaelab_children", None)
     if children is not None:
         children.measure = w.measure
-    w.run(budget)
+    quiet = (space.base.get("train") or {}).get("progress", True) is False  # train.progress: false, the trainings too
+    with stage(f"search {space.name}: trials", budget, unit="trials", enabled=not quiet):
+        advance(min(budget, budget_used(study)))  # a resumed search starts where it stopped
+        w.run(budget)
     return SearchResult(folder, space.name, tally(study.get_trials(deepcopy=False)), sorted(set(requeue.failed)))
 
 
@@ -170,7 +174,11 @@ class _Worker:
                 print(f"stopping: the last {idle} trials proposed genes that were invalid or already trained; the space "
                       "looks exhausted", file=self.log)
                 return
-            idle = 0 if self.one(budget) else idle + 1
+            with stage("trial", summary=False):  # a row on a terminal; takes the progress of the work inside it
+                trained = self.one(budget)
+            idle = 0 if trained else idle + 1
+            if trained:
+                advance()
 
     def one(self, budget: int) -> bool:
         """Ask one trial and end it; True when it trained a model."""

@@ -22,6 +22,7 @@ import torch
 
 from vaelab.core.config import Config
 from vaelab.core.errors import ConfigError
+from vaelab.core.progress import advance
 from vaelab.training.distributed import LocalContext
 from vaelab.training.loss_setup import LossSetup
 from vaelab.training.precision import get_precision, resolve_device
@@ -195,6 +196,7 @@ class _Prober:
                 self.probes.update(zip(todo, pool.map(self.one, todo)))
         else:
             self.probes.update((b, self.one(b)) for b in todo)
+        advance(len(todo))  # the open progress stage, if any (here: the caller's thread, not the pool's)
         return [self.probes[b] for b in bs]
 
     def ok(self) -> list[tuple[int, int]]:
@@ -305,12 +307,20 @@ def max_batch_for(cfg: Config, spec: dict[str, Any], *, device: str = "auto", li
 
 def memory_report(cfg: Config, *, device: str = "auto", limit_gb: float | None = None, margin: float = 0.1,
                   confirm: bool | None = None) -> MemoryReport:
-    """`vaelab memory`: load the data for its shape, then `max_batch_for` (the batch is capped at the training set size)."""
+    """`vaelab memory`: load the data for its shape, refuse what `train` and `check` refuse (the same preflight and
+    loss checks), then `max_batch_for` (the batch is capped at the training set size)."""
+    from vaelab.core.progress import stage
     from vaelab.data import load_data
+    from vaelab.training.preflight import preflight
 
     bundle = load_data(cfg.data, cfg.seed)
-    return max_batch_for(cfg, data_spec(bundle), device=device, limit_gb=limit_gb, margin=margin,
-                         max_batch=max(1, len(bundle.train)), confirm=confirm)
+    at_one = cfg.model_copy(deep=True)
+    at_one.train.batch_size = 1  # the configured batch may not fit: finding one that does is this command's job
+    fp = preflight(at_one, bundle.spec, resolve_device(device), train_size=len(bundle.train))
+    LossSetup.from_config(cfg, fp.model, bundle.spec.value_range)
+    with stage("memory: training steps measured", unit="batch sizes"):
+        return max_batch_for(cfg, data_spec(bundle), device=device, limit_gb=limit_gb, margin=margin,
+                             max_batch=max(1, len(bundle.train)), confirm=confirm)
 
 
 def resolve_auto_batch(cfg: Config, bundle, device: torch.device, parallel=None) -> Config:
