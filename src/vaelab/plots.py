@@ -99,7 +99,8 @@ def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss", 
                 ax.plot(epochs, ys, style, marker="." if len(epochs) < 30 else None, label=split)
                 plotted += [y for y in ys if y is not None]
         ax.set_title(label + _scale_y(ax, plotted), fontsize=10)
-        ax.set_ylabel(f"{label} ({unit})" if unit else label)
+        term_unit = "nats/item" if key == "kl" and unit and "/item" in unit else unit  # KL: nats whatever the recon
+        ax.set_ylabel(f"{label} ({term_unit})" if term_unit else label)
         _epoch_axis(ax, epochs)
         if plotted:
             ax.legend()
@@ -139,11 +140,13 @@ def scatter_points(real: np.ndarray, fake: np.ndarray, path: Path, title: str) -
 
 
 @torch.no_grad()
-def write_run_figures(run_dir: Path, model, bundle, history: list[dict[str, Any]], seed: int) -> None:
-    """loss_curve.png, reconstructions.png (originals and reconstructions in alternating rows) and samples.png."""
+def write_run_figures(run_dir: Path, model, bundle, history: list[dict[str, Any]], seed: int, *,
+                      unit: str | None = None) -> None:
+    """loss_curve.png, reconstructions.png (originals and reconstructions in alternating rows) and samples.png;
+    `unit`: the loss terms' unit, on the loss curves' y axes."""
     run_dir = Path(run_dir)
     if history:
-        loss_curves(history, run_dir / "loss_curve.png")
+        loss_curves(history, run_dir / "loss_curve.png", title=f"{run_dir.name}: loss per epoch", unit=unit)
     model.eval()
     device = next(model.parameters()).device
     split = bundle.val if bundle.val is not None and len(bundle.val) else bundle.train

@@ -47,6 +47,13 @@ class LossSetup:
                               lc.free_bits, lc.data_range or (hi - lo) or 1.0, model.likelihood)
         return cls(weights, options, make_schedule(lc.kl_schedule.kind, **lc.kl_schedule.params()))
 
+    @property
+    def unit(self) -> str:
+        """The unit of the loss terms as logged (as `vaelab.use.units.training_unit` names it)."""
+        if self.options.reduction == "mean":
+            return "mean per value"
+        return {"bce": "nats/item", "mse": "summed squared error/item"}.get(self.options.recon_kind, "per item (summed)")
+
     def __call__(self, out, x: Tensor, kl_scale: float) -> LossTerms:
         return weigh_terms(out, x, self.weights, self.options, kl_scale)
 

@@ -128,7 +128,10 @@ def _figures(run: Run, items: Items, out_dir: Path, x, recon, gen, mu, kl_per_di
     shape, vr = tuple(x.shape[1:]), items.value_range
     figures: list[Path] = []
     if run.history:
-        loss_curves(run.history, out_dir / "loss_curve.png", title=f"{run.config.name}: loss")
+        from vaelab.use.units import run_recon_kind, training_unit
+
+        unit = training_unit(run_recon_kind(run.config, run.data_spec.value_range), run.config.loss.reduction)
+        loss_curves(run.history, out_dir / "loss_curve.png", title=f"{run.config.name}: loss per epoch", unit=unit)
         figures.append(out_dir / "loss_curve.png")
     if is_image_shape(shape):
         n = min(32, len(items))
@@ -149,7 +152,9 @@ def _figures(run: Run, items: Items, out_dir: Path, x, recon, gen, mu, kl_per_di
     if len(shape) == 1 and gen is not None:
         scatter_points(x.numpy(), gen.numpy(), out_dir / "eval_points.png", "data vs generated (first two dims)")
         figures.append(out_dir / "eval_points.png")
-    figures.append(_embedding_figure(mu, items.y, out_dir / "latent_embedding.png", embedding, seed))
+    k = run.data_spec.num_classes or 0
+    figures.append(_embedding_figure(mu, items.y, out_dir / "latent_embedding.png", embedding, seed,
+                                     class_names(run.data_spec, k) if k else None, f"{run.path.name}: "))
     figures.append(_kl_figure(kl_per_dim, out_dir / "kl_per_dim.png"))
     return figures
 
@@ -206,27 +211,46 @@ def _feature_kind(source: str) -> str | None:
     return DATASETS.entry(source).meta.get("features") if source in DATASETS else None
 
 
-def _embedding_figure(mu, y, path: Path, method: str, seed: int) -> Path:
+def _embedding_figure(mu, y, path: Path, method: str, seed: int, names: list[str] | None = None, title: str = "") -> Path:
+    """The latent means in 2-d, one colour per class named in the legend (a colour bar for many or real labels)."""
     xy = embed_2d(mu, method, seed)
-    fig, ax = new_figure(figsize=(5.5, 4.5))
+    fig, ax = new_figure(figsize=(6.5, 4.5), layout="constrained")
     colors = None if y is None or y.dim() != 1 else y.numpy()
-    if colors is not None:
-        sc = ax.scatter(xy[:, 0], xy[:, 1], c=colors, cmap="tab10", s=6, alpha=0.8)
-        fig.colorbar(sc, ax=ax, label="label")
+    if colors is not None and not y.is_floating_point() and len(np.unique(colors)) <= 20:
+        cmap = "tab10" if colors.max() < 10 else "tab20"
+        for k in np.unique(colors):
+            shown = names[k] if names is not None and 0 <= k < len(names) else str(k)
+            ax.scatter(xy[colors == k, 0], xy[colors == k, 1], s=6, alpha=0.8, color=_cmap(cmap)(int(k) % 20), label=shown)
+        ax.legend(title="class", fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    elif colors is not None:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=colors, cmap="viridis", s=6, alpha=0.8)
+        fig.colorbar(sc, ax=ax, label="label value")
     else:
         ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.8)
-    ax.set_title(f"latent means, {method.upper()}")
+    axis = "PC" if method == "pca" else "t-SNE"
+    ax.set_xlabel(f"{axis} 1 (latent units)" if method == "pca" else f"{axis} 1 (no unit)")
+    ax.set_ylabel(f"{axis} 2 (latent units)" if method == "pca" else f"{axis} 2 (no unit)")
+    ax.set_title(f"{title}latent means, {method.upper() if method == 'pca' else 't-SNE'} ({len(xy)} items)")
     save_figure(fig, path)
     return path
 
 
+def _cmap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name]
+
+
 def _kl_figure(kl_per_dim, path: Path) -> Path:
     v = kl_per_dim.numpy()
-    fig, ax = new_figure(figsize=(max(4, min(12, 0.3 * len(v) + 2)), 3))
+    fig, ax = new_figure(figsize=(max(4, min(12, 0.3 * len(v) + 2)), 3), layout="constrained")
     ax.bar(np.arange(len(v)), v)
     ax.set_xlabel("latent dimension")
-    ax.set_ylabel("mean KL (nats)")
+    ax.set_ylabel("mean KL (nats/item)")
     ax.set_title("KL per latent dimension")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # dimensions are counted
     save_figure(fig, path)
     return path
 

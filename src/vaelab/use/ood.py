@@ -82,7 +82,8 @@ def ood(run: Run, inside: Items, outside: Items, out_dir: Path, *, scores=None, 
     csv_path = out_dir / "ood_scores.csv"
     atomic_write_text(csv_path, buf.getvalue())
     fig_path = out_dir / "ood_roc.png"
-    _roc_figure(s_in, s_out, metrics, fig_path, f"in: {inside.source}  out: {outside.source}")
+    _roc_figure(s_in, s_out, metrics, fig_path, f"{Path(run.path).name}: ROC, in {inside.source} ({len(inside)}) "
+                f"vs out {outside.source} ({len(outside)})")
     notes = {"in": notes_in, "out": notes_out, "skipped": skipped, "warnings": _warnings(notes_in, options),
              "likelihood": run.model.likelihood.describe(), "units": "nats per item (complexity: bits)"}
     summary = out_dir / "ood.json"
@@ -118,7 +119,7 @@ def _roc_figure(s_in, s_out, metrics, path: Path, title: str) -> None:
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("false positive rate (in-distribution flagged)")
     ax.set_ylabel("true positive rate (OOD caught)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right")
     save_figure(fig, path)
 

@@ -75,7 +75,8 @@ def sample(run: Run, n: int, out_dir: Path, *, label: int | None = None, all_lab
                       row_labels=class_names(run.data_spec, k))
         else:
             nrow = min(n, max(1, int(np.ceil(np.sqrt(n)))))
-            what = "" if label is None else f", class {class_names(run.data_spec, label + 1)[label]}"
+            name = None if label is None else class_names(run.data_spec, label + 1)[label]
+            what = "" if label is None else f", class {label}" + ("" if name == str(label) else f" ({name})")
             write_grid(fig, to_display(x, vr), nrow, title=f"{run.path.name}: {n} samples{what} (T={temperature:g})")
     elif shape == (5,):  # colored pi points
         write_png(fig, render_point_cloud(x))
