@@ -18,3 +18,11 @@ def test_check_without_data(path):
     res = CliRunner().invoke(app, ["check", str(path), "--no-data"])
     assert res.exit_code == 0, f"{res.output}\n{res.exception!r}"
     assert "total parameters" in res.output
+
+
+def test_no_data_takes_the_value_range_the_data_options_state():
+    """A [-1, 1] recipe (image_folder, scale pm1) gets tanh without data, as `train` gives it, not sigmoid."""
+    from vaelab.api import check_config
+
+    assert check_config(REPO / "configs" / "seed001-sd-folder.yaml", load_data=False).output_activation == "tanh"
+    assert check_config(default_config_path(), load_data=False).output_activation == "sigmoid"

@@ -52,6 +52,8 @@ def check_config(
     if load_data:  # also with model.input_shape, which must then match the data (as `train` checks)
         bundle = load(cfg.data, cfg.seed)
         spec, train_size = bundle.spec, len(bundle.train)
+    else:
+        spec = declared_spec(cfg)
     vr = spec.value_range if spec is not None else (0.0, 1.0)
     device = resolve_device(cfg.train.device)
     fp = preflight(cfg, spec, device, train_size=train_size)  # refuses a likelihood that does not fit the data
@@ -62,6 +64,27 @@ def check_config(
     memory = fp.describe(batch, ema=cfg.train.ema is not None) + (f" (limit {limit / 1024**3:.3g} GB: {limit_from})" if limit else "")
     return CheckReport(cfg.name, fp.input_shape, fp.latent_shape, fp.rows, fp.parameters, fp.output_activation,
                        lik.describe(), lik.output_shape(fp.input_shape), memory)
+
+
+def declared_spec(cfg):
+    """What the config says about its data without reading it (`check --no-data`): model.input_shape, and the
+    value range its dataset options state (`scale: pm1` is [-1, 1], so the decoder gets tanh as `train` would give
+    it, not sigmoid); None when the options state nothing beyond [0, 1] (the model then assumes [0, 1])."""
+    from vaelab.core.vocab import DATASETS, LIKELIHOODS, dataset_options
+    from vaelab.data.spec import DataSpec
+
+    if not cfg.model.input_shape or cfg.data.name not in DATASETS:
+        return None
+    opts = dataset_options(cfg.data.name, cfg.data.options)
+    if getattr(opts, "standardize", False):
+        value_range = (-float("inf"), float("inf"))  # standardised units: no bounded range, identity output
+    elif getattr(opts, "scale", None) == "pm1":
+        value_range = (-1.0, 1.0)
+    else:
+        return None
+    lik = cfg.model.likelihood
+    discrete = lik in LIKELIHOODS and LIKELIHOODS.get(lik).discrete
+    return DataSpec(tuple(cfg.model.input_shape), value_range=value_range, bits=8 if discrete else None)
 
 
 # name -> (module, name there): everything else, imported on first use so that `import vaelab.api` stays light
