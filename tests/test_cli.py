@@ -44,7 +44,7 @@ def test_train_prints_run_folder_and_resume_extends(tmp_path):
     p = run("train", cfg, "--out", tmp_path / "run", "--set", "train.epochs=1", "--set", "train.progress=true")
     assert p.stdout.strip() == str(tmp_path / "run")
     assert "epoch 1/1" in p.stderr
-    p = run("train", "--resume", tmp_path / "run", "--set", "train.epochs=2")  # the config's progress: false
+    p = run("train", "--resume", tmp_path / "run", "--set", "train.epochs=2", "--set", "train.progress=false")
     assert "epoch 2/2" not in p.stderr  # quiet means no epoch lines either
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
@@ -103,3 +103,26 @@ def test_sigterm_leaves_a_resumable_run(tmp_path):
     assert p.returncode == 0, p.stderr
     rows = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) >= 1
+
+
+def test_a_run_with_a_relative_data_path_resumes_and_evaluates_from_another_directory(tmp_path, mnist_dir):
+    """The run stores where its data lies from the run folder; a relative data.path that does not exist from the
+    working directory is found from there (train --resume and the use commands)."""
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "mnist").symlink_to(mnist_dir)
+    cfg = tiny_config(data={"name": "mnist", "path": "data/mnist", "limit": 200},
+                      model={"input_shape": [1, 28, 28], "encoder": ["Flatten", "Linear_784_16", "ReLU"],
+                             "heads": {"mu": ["Linear_16_2"], "logvar": ["Linear_16_2"]},
+                             "decoder": ["Linear_2_784", "Unflatten_1_28_28"]},
+                      train={"epochs": 1, "batch_size": 32, "progress": False, "figures": False})
+    write(work, cfg)
+    run("train", "c.yaml", "--out", tmp_path / "run", cwd=work)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run("train", "--resume", tmp_path / "run", "--set", "train.epochs=2", cwd=elsewhere)
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2
+    run("train", "--resume", tmp_path / "run", "--set", "train.epochs=3", cwd=tmp_path)  # the stored location still holds
+    p = run("evaluate", tmp_path / "run", "--k", "2", "--bits", "", cwd=elsewhere)
+    assert "items of mnist" in p.stdout

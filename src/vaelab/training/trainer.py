@@ -16,7 +16,7 @@ from vaelab.model.build import build_model
 from vaelab.training import distributed
 from vaelab.training.loop import EpochCallback, Trainer
 from vaelab.training.precision import resolve_device
-from vaelab.training.runs import data_location, write_config, write_metrics
+from vaelab.training.runs import data_location, relocate_data, stored_location, write_config, write_metrics
 
 __all__ = ["train", "Trainer", "build_model", "resolve_device"]
 
@@ -60,7 +60,10 @@ def _train_in(folder, bundle, on_epoch, parallel) -> Path:
     cfg, run_dir, ckpt = folder.config, folder.path, folder.checkpoint
     torch.manual_seed(cfg.seed)
     device = parallel.device(resolve_device(cfg.train.device))
-    bundle = bundle if bundle is not None else load_data(cfg.data, cfg.seed)
+    # a resumed run's data is found from the run folder when its relative data.path does not exist from here (the
+    # config keeps the path as written, so the checkpoint's config does not change); data.path as given wins
+    found = relocate_data(cfg, run_dir, stored_location(ckpt)) if ckpt is not None else cfg
+    bundle = bundle if bundle is not None else load_data(found.data, cfg.seed)
     from vaelab.training.preflight import preflight
 
     preflight(cfg, bundle.spec, device, train_size=len(bundle.train))  # before anything is built
@@ -71,7 +74,7 @@ def _train_in(folder, bundle, on_epoch, parallel) -> Path:
     bundle = parallel.shard(bundle, cfg.train.batch_size)
     model = build_model(cfg.model, bundle.spec)
     trainer = Trainer(cfg, run_dir, bundle, model, device, on_epoch, dist=parallel)
-    trainer.data_location = data_location(cfg.data.path, run_dir)  # so the run is usable from any directory
+    trainer.data_location = data_location(found.data.path, run_dir)  # so the run is usable from any directory
     if trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg)
