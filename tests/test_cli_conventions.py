@@ -44,3 +44,21 @@ def test_wheel_ships_py_typed(tmp_path):
                     str(src)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("vaelab-*.whl"))
     assert "vaelab/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_a_vaelab_error_inside_a_pydantic_validator_is_its_one_line_message():
+    """pydantic wraps a ConfigError raised by a validator in a multi-line ValidationError; the CLI prints the
+    vaelab message alone (the boundary's safety net for models validated outside load_config)."""
+    from pydantic import ValidationError
+
+    from vaelab.cli.app import validation_line
+    from vaelab.core.data_config import DataConfig
+
+    with pytest.raises(ValidationError) as info:
+        DataConfig.model_validate({"name": "fashion"})
+    line = validation_line(info.value)
+    assert "\n" not in line and "validation error" not in line and "Value error" not in line
+    assert line.startswith("data.name: unknown dataset 'fashion'") and "fashion_mnist" in line
+    with pytest.raises(ValidationError) as info:
+        DataConfig.model_validate({"name": "digits", "val_fraction": "lots"})
+    assert validation_line(info.value).startswith("val_fraction: ")

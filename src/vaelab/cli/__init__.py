@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     """The `vaelab` entry point: one line on stderr and an exit code (see `vaelab.cli.app`) for every failure."""
     import warnings
 
-    from vaelab.cli.app import INTERRUPTED, RUNTIME, USAGE, error_line, exit_code
+    from pydantic import ValidationError
+
+    from vaelab.cli.app import INTERRUPTED, RUNTIME, USAGE, error_line, exit_code, validation_line
     from vaelab.core.errors import VaelabError, VaelabWarning
     from vaelab.core.registry import UnknownNameError
 
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     except (VaelabError, UnknownNameError) as e:
         print(f"error: {error_line(e)}", file=sys.stderr)
         sys.exit(USAGE if isinstance(e, UnknownNameError) else exit_code(e))
+    except ValidationError as e:  # a pydantic model validated outside load_config: one line, never its traceback
+        print(f"error: {validation_line(e)}", file=sys.stderr)
+        sys.exit(USAGE)
     except (OSError, MemoryError) as e:  # unwritable output folder, disk full, ...: the file and the fix
         print(f"error: {error_line(e)}", file=sys.stderr)
         sys.exit(RUNTIME)

@@ -61,6 +61,24 @@ def exit_code(e: BaseException) -> int:
     return int(getattr(e, "exit_code", RUNTIME))
 
 
+def validation_line(e: Any) -> str:
+    """One line for a pydantic ValidationError that reached the CLI boundary: the message of a vaelab error raised
+    inside a validator as it is (pydantic wraps it in "1 validation error for X ... Value error, ..."), otherwise the
+    dotted field and pydantic's message."""
+    from vaelab.core.errors import VaelabError
+
+    lines = []
+    for err in e.errors():
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, VaelabError):
+            lines.append(" ".join(str(inner).split()))
+            continue
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        msg = " ".join(str(err.get("msg", "")).removeprefix("Value error, ").split())
+        lines.append(f"{where}: {msg}" if where and not msg.startswith(where) else msg)
+    return "; ".join(dict.fromkeys(lines)) or "invalid value"
+
+
 def error_line(e: BaseException) -> str:
     """One line for an exception that reached the CLI boundary."""
     if isinstance(e, OSError):
