@@ -11,6 +11,7 @@ from vaelab.cli.app import app
 
 @app.command()
 def export(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder"),
     to: Path = typer.Option(..., "--to", help="Folder to write (must not exist, or be empty)"),
     format: str = typer.Option("vaelab", "--format", help="vaelab (config.json + model.safetensors + README.md) "
@@ -18,10 +19,10 @@ def export(
 ) -> None:
     """Write a run as a model folder: `load_run` (vaelab format) or diffusers' AutoencoderKL.from_pretrained
     (diffusers format) reads it back with the same outputs."""
+    from vaelab.cli.use_cmds import open_reading
     from vaelab.use.export import export_run
-    from vaelab.use.inputs import open_run
 
-    folder, notes = export_run(open_run(run), to, format=format)
+    folder, notes = export_run(open_reading(ctx, run), to, format=format)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(str(folder))

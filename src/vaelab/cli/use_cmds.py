@@ -29,6 +29,15 @@ def _capped(written: int, total: int, what: str) -> str:
     return f"; {what} for the first {written} of {total} items (--all for every one)" if written < total else ""
 
 
+def open_reading(ctx: typer.Context, path: Path):
+    """The run, its folder lock held in shared mode until the command ends: refused while a training writes it."""
+    from vaelab.training.run_folder import reading
+    from vaelab.use.inputs import open_run
+
+    ctx.with_resource(reading(path))
+    return open_run(path)
+
+
 def _items(run, data, data_path, input_folder, limit):
     from vaelab.use.inputs import load_items
 
@@ -37,6 +46,7 @@ def _items(run, data, data_path, input_folder, limit):
 
 @app.command()
 def reconstruct(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder (or checkpoint.pt)"),
     data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
     limit: Optional[int] = LimitOpt,
@@ -46,10 +56,9 @@ def reconstruct(
 ) -> None:
     """Reconstruct inputs: reconstructions.npy, a grid PNG (originals and reconstructions in alternating rows) and
     one PNG per input (mirroring --input's layout) for the first 64 inputs, or all with --all."""
-    from vaelab.use.inputs import open_run
     from vaelab.use.reconstruct import reconstruct as rec
 
-    r = open_run(run)
+    r = open_reading(ctx, run)
     res = rec(r, _items(r, data, data_path, input, limit), out or r.path / "reconstructions", label=label,
               per_item=_per_item(all_))
     typer.echo(f"{res.count} reconstructions in {res.out_dir} (mean squared error {res.mse:.5f})"
@@ -60,6 +69,7 @@ def reconstruct(
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     runs: List[Path] = typer.Argument(..., help="Run folders whose models to compare"),
     out: Path = typer.Option(..., "--out", help="Figure path (.png)"),
     data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
@@ -67,15 +77,15 @@ def compare(
 ) -> None:
     """One figure: originals in the first row, then one row of reconstructions per model (same inputs;
     conditional models get the inputs' labels)."""
-    from vaelab.use.inputs import open_run
     from vaelab.use.reconstruct import compare as cmp
 
-    loaded = [open_run(p) for p in runs]
+    loaded = [open_reading(ctx, p) for p in runs]
     typer.echo(str(cmp(loaded, _items(loaded[0], data, data_path, input, n), out, n=n)))
 
 
 @app.command()
 def encode(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder"),
     out: Path = typer.Option(..., "--out", help="PATH.npz (z, mu, logvar, labels, names, latent_scale) or a folder: one .npy per input"),
     data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
@@ -89,9 +99,8 @@ def encode(
     """Encode inputs to latents (scaled by the model's latent scale; posterior mean unless --sample); the data's
     labels are kept whenever it has them."""
     from vaelab.use.codec import encode as enc
-    from vaelab.use.inputs import open_run
 
-    r = open_run(run)
+    r = open_reading(ctx, run)
     items = _items(r, data, data_path, input, limit)
     path = enc(r, items, out, sample=sample, seed=seed, label=label, per_item=_per_item(all_))
     note = "" if path.suffix == ".npz" else _capped(min(len(items), _per_item(all_) or len(items)), len(items), ".npy files")
@@ -100,6 +109,7 @@ def encode(
 
 @app.command()
 def decode(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder"),
     latents: Path = typer.Argument(..., help=".npz from `vaelab encode`, a .npy (N, *latent) or a folder of .npy"),
     out: Path = typer.Option(..., "--out", help="Output folder"),
@@ -109,13 +119,13 @@ def decode(
     """Decode latents (scaled units) into outputs.npy, and for image models a grid (decoded.png) and one PNG per
     latent for the first 64 latents (all with --all)."""
     from vaelab.use.codec import decode as dec
-    from vaelab.use.inputs import open_run
 
-    typer.echo(str(dec(open_run(run), latents, out, label=label, per_item=_per_item(all_))))
+    typer.echo(str(dec(open_reading(ctx, run), latents, out, label=label, per_item=_per_item(all_))))
 
 
 @app.command()
 def sample(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder"),
     n: int = typer.Option(64, "-n", help="Samples (per label with --all-labels)"),
     label: Optional[int] = typer.Option(None, "--label", help="Class to sample (conditional models)"),
@@ -125,16 +135,16 @@ def sample(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/samples)"),
 ) -> None:
     """Sample from the prior: samples.npy and samples.png (points models: rendered on a black canvas)."""
-    from vaelab.use.inputs import open_run
     from vaelab.use.sampling import sample as smp
 
-    r = open_run(run)
+    r = open_reading(ctx, run)
     res = smp(r, n, out or r.path / "samples", label=label, all_labels=all_labels, temperature=temperature, seed=seed)
     typer.echo(f"{res.array}" + (f" {res.figure}" if res.figure else ""))
 
 
 @app.command()
 def interpolate(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder"),
     a: str = typer.Argument(..., help="Start: item index of the run's test data, or an image path"),
     b: str = typer.Argument(..., help="End: item index or image path"),
@@ -143,10 +153,9 @@ def interpolate(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/interpolation)"),
 ) -> None:
     """Decode points on the line between the posterior means of A and B."""
-    from vaelab.use.inputs import open_run
     from vaelab.use.sampling import interpolate as interp
 
-    r = open_run(run)
+    r = open_reading(ctx, run)
     typer.echo(str(interp(r, a, b, out or r.path / "interpolation", steps=steps, label=label)))
 
 
@@ -164,6 +173,7 @@ def _print_table(title: str, rows) -> None:
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder"),
     data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
     limit: Optional[int] = LimitOpt,
@@ -176,9 +186,8 @@ def evaluate(
     """Negative ELBO, reconstruction, KL, IW-NLL (K samples), SSIM, active units, KL per dim, MMD/Wasserstein
     for points; writes evaluation.json and figures, prints a table."""
     from vaelab.use.evaluate import evaluate as ev, table_rows
-    from vaelab.use.inputs import open_run
 
-    r = open_run(run)
+    r = open_reading(ctx, run)
     try:
         widths = tuple(int(b) for b in bits.split(",") if b.strip())
     except ValueError:
@@ -215,6 +224,7 @@ def _ood_data(inside, outside, old_in, old_out) -> tuple[str | None, str, list[s
 
 @app.command()
 def ood(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder"),
     inside: Optional[str] = typer.Option(None, "--in-data", help="In-distribution data (default: the run's own). " + OOD_DATA_HELP),
     outside: Optional[str] = typer.Option(None, "--out-data", help="Out-of-distribution data (required). " + OOD_DATA_HELP),
@@ -239,11 +249,11 @@ def ood(
     """Score in- vs out-of-distribution items (higher = more OOD) with NLL, likelihood regret (Xiao et al. 2020)
     and complexity-corrected NLL (Serra et al. 2020); prints AUROC, AUPRC and FPR at 95% TPR, writes
     ood_scores.csv, ood.json and ood_roc.png."""
-    from vaelab.use.inputs import dataset_items, open_run
+    from vaelab.use.inputs import dataset_items
     from vaelab.use.ood import cli_options, ood as run_ood
 
     inside, outside, notes = _ood_data(inside, outside, old_in, old_out)
-    r = open_run(run)
+    r = open_reading(ctx, run)
     a = dataset_items(r, inside, limit=limit)
     b = dataset_items(r, outside, limit=limit)
     wanted = None if scores is None else tuple(s.strip() for s in scores.split(",") if s.strip())
@@ -263,14 +273,14 @@ def ood(
 
 @app.command()
 def report(
+    ctx: typer.Context,
     runs: List[Path] = typer.Argument(..., help="Run folder, or several to compare"),
     out: Optional[Path] = typer.Option(None, "--out", help="HTML path (default RUN/report.html; for several runs ./comparison.html)"),
 ) -> None:
     """One self-contained HTML page that opens with no server. One run: config, metrics with units, every figure
     (run `vaelab evaluate RUN` and `vaelab ood` first to include theirs). Several runs: their curves overlaid,
     final metrics side by side, posterior collapse flagged."""
-    from vaelab.use.inputs import open_run
     from vaelab.use.report import build_comparison, build_report
 
-    loaded = [open_run(p) for p in runs]
+    loaded = [open_reading(ctx, p) for p in runs]
     typer.echo(str(build_report(loaded[0], out) if len(loaded) == 1 else build_comparison(loaded, out)))

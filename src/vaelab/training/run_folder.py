@@ -23,6 +23,7 @@ differing keys listed, before anything is written. Effects on the restored optim
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import math
@@ -30,7 +31,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from vaelab.core.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vaelab.core.config import Config, load_config
@@ -149,6 +150,33 @@ def _lock(run_dir: Path, *, create: bool) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+@contextlib.contextmanager
+def reading(run: str | Path) -> Iterator[None]:
+    """Hold RUN/.vaelab.lock in shared mode while a command reads the run (reconstruct, evaluate, ...): refused,
+    naming the trainer, while a training writes it; readers do not block each other, and a training cannot start
+    until they finish. A folder without a lock file (an export, a copied checkpoint) or one this user cannot open
+    is read without a lock."""
+    p = Path(run)
+    lock = (p if p.is_dir() else p.parent) / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise RunFolderBusyError(f"{lock.parent} is being written by a training (pid {holder}); wait for it to "
+                                     "finish (or stop it), then run this command again") from None
+        yield
+    finally:
+        os.close(fd)  # closing drops the shared lock
 
 
 def clean_temporary_files(run_dir: Path) -> list[Path]:
