@@ -70,11 +70,20 @@ def save_grid(images: np.ndarray, nrow: int, path: Path, *, title: str | None = 
 CURVE_TERMS = (("loss", "total loss"), ("recon", "reconstruction"), ("kl", "KL"))
 
 
-def _epoch_axis(ax, epochs: Sequence[int]) -> None:
-    """Integer epoch ticks (a 2-epoch run gets 1 and 2, not 1.0, 1.2, ...)."""
-    from matplotlib.ticker import MaxNLocator
+def integer_ticks(axis, values: Sequence[int]) -> None:
+    """Whole-number ticks on a counting axis (epochs, generations, latent dimensions): 1 and 2, not 1.0, 1.2, ...;
+    a lone value gets its own tick (a locator would label the +-0.05 margin around it)."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(10, max(1, len(epochs)))))
+    distinct = sorted(set(int(v) for v in values))
+    if len(distinct) <= 1:
+        axis.set_major_locator(FixedLocator(distinct))
+    else:
+        axis.set_major_locator(MaxNLocator(integer=True, nbins=min(10, len(distinct))))
+
+
+def _epoch_axis(ax, epochs: Sequence[int]) -> None:
+    integer_ticks(ax.xaxis, epochs)
     ax.set_xlabel("epoch")
 
 

@@ -168,11 +168,13 @@ def _plot_fronts(path: Path, gens: list[int], by_gen: list[list[FrozenTrial]], l
 
 
 def _plot_hv(path: Path, gens: list[int], hv: list[float]) -> Path:
-    from vaelab.plots import new_figure, save_figure
+    from vaelab.plots import integer_ticks, new_figure, save_figure
 
     fig, ax = new_figure(figsize=(5.5, 3.8))
     ax.plot(gens, hv, marker="o")
     ax.set_xlabel("generation")
+    integer_ticks(ax.xaxis, gens)
+    ax.set_title("hypervolume of the trials so far, per generation")
     ax.set_ylabel("hypervolume (normalised objectives, ref 1.1)")
     ax.grid(alpha=0.3)
     save_figure(fig, path)

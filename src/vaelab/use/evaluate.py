@@ -15,7 +15,7 @@ import torch
 
 from vaelab.core.checkpoint import atomic_write_text
 from vaelab.core.progress import advance, stage
-from vaelab.plots import new_figure, is_image_shape, loss_curves, save_figure, scatter_points, to_display
+from vaelab.plots import integer_ticks, new_figure, is_image_shape, loss_curves, save_figure, scatter_points, to_display
 from vaelab.training.runs import Run
 from vaelab.use.inputs import Items, labels_for
 from vaelab.use.likelihood import log_likelihood, nll
@@ -248,9 +248,7 @@ def _kl_figure(kl_per_dim, path: Path) -> Path:
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("mean KL (nats/item)")
     ax.set_title("KL per latent dimension")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # dimensions are counted
+    integer_ticks(ax.xaxis, range(len(v)))  # dimensions are counted
     save_figure(fig, path)
     return path
 

@@ -75,6 +75,15 @@ def compare(runs: list[Run], items: Items, out: Path, *, n: int = 8) -> Path:
 
     if len(runs) < 1:
         raise DataError("compare needs at least one run folder")
+    datas = {run.path.name: run.data_spec.name or run.config.data.name for run in runs}
+    if len(set(datas.values())) > 1:
+        import warnings
+
+        from vaelab.core.errors import VaelabWarning
+
+        warnings.warn(VaelabWarning("compare: the models were trained on different data ("
+                                    + ", ".join(f"{k}: {v}" for k, v in datas.items())
+                                    + f"); all reconstruct the same {items.source} inputs"), stacklevel=2)
     x = items.x[:n]
     rows, labels = [x], ["originals"]
     for run in runs:
@@ -86,7 +95,8 @@ def compare(runs: list[Run], items: Items, out: Path, *, n: int = 8) -> Path:
         raise DataError(f"compare draws images; {items.source} items have shape {tuple(x.shape[1:])}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(shown, x.shape[0], out, title="originals / " + " / ".join(labels[1:]), row_labels=labels)
+    save_grid(shown, x.shape[0], out, title=f"{items.source}: originals, then each model's reconstructions",
+              row_labels=labels)
     return out
 
 
