@@ -47,19 +47,29 @@ class Stage:
 
 
 def _rich_progress(stream: TextIO):
-    """A rich Progress on `stream`: description, bar, M/N, items/s, elapsed, ETA."""
+    """A rich Progress on `stream`: description, bar, M/N, items/s, elapsed, ETA (count and ETA only where the
+    stage knows its total)."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.text import Text
+
+    class Count(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text("" if task.total is None else f"{int(task.completed):,}/{int(task.total):,}", style="green")
 
     class Rate(ProgressColumn):
         def render(self, task) -> Text:
             speed = task.finished_speed or task.speed
             return Text("" if speed is None else f"{speed:,.1f} {task.fields.get('unit', 'items')}/s", style="cyan")
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=Console(file=stream), transient=False)
+    class Eta(ProgressColumn):
+        remaining = TimeRemainingColumn()
+
+        def render(self, task) -> Text:
+            return Text("") if task.total is None else Text("ETA ") + self.remaining.render(task)
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), Count(), Rate(), TimeElapsedColumn(), Eta(),
+                    console=Console(file=stream), transient=False)
 
 
 def is_terminal(stream: TextIO) -> bool:
