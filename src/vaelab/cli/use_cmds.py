@@ -187,6 +187,10 @@ def evaluate(
     for points; writes evaluation.json and figures, prints a table."""
     from vaelab.use.evaluate import evaluate as ev, table_rows
 
+    if k < 1:  # before any work (and any progress line)
+        from vaelab.core.errors import ArgumentError
+
+        raise ArgumentError(f"--k must be >= 1 importance samples, got {k}")
     r = open_reading(ctx, run)
     try:
         widths = tuple(int(b) for b in bits.split(",") if b.strip())
