@@ -96,8 +96,21 @@ def _scale_y(ax, values: Sequence[float]) -> str:
     return ""
 
 
-def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss", unit: str | None = None) -> None:
-    """Total, reconstruction and KL per epoch, train solid and validation dashed; `unit` labels the y axes."""
+def panel_unit(unit: Any, key: str) -> str | None:
+    """The unit of one loss panel ("loss", "recon", "kl"): `unit` is one string for all, a {key: unit} mapping, or
+    an object with total/recon/kl (vaelab.use.units.LossUnits); a long weighted-total unit is shortened (tables
+    carry it in full)."""
+    if unit is None or isinstance(unit, str):
+        return unit
+    u = unit.get(key) if isinstance(unit, dict) else getattr(unit, "total" if key == "loss" else key, None)
+    if key == "loss" and u and len(u) > 30:
+        return "weighted sum of the terms"
+    return u
+
+
+def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss", unit: Any = None) -> None:
+    """Total, reconstruction and KL per epoch, train solid and validation dashed; `unit` labels the y axes (see
+    `panel_unit`)."""
     epochs = [h["epoch"] for h in history]
     fig, axes = new_figure(1, 3, figsize=(12, 3.6), layout="constrained")
     for ax, (key, label) in zip(axes, CURVE_TERMS):
@@ -108,7 +121,7 @@ def loss_curves(history: list[dict[str, Any]], path: Path, title: str = "loss", 
                 ax.plot(epochs, ys, style, marker="." if len(epochs) < 30 else None, label=split)
                 plotted += [y for y in ys if y is not None]
         ax.set_title(label + _scale_y(ax, plotted), fontsize=10)
-        term_unit = "nats/item" if key == "kl" and unit and "/item" in unit else unit  # KL: nats whatever the recon
+        term_unit = panel_unit(unit, key)
         ax.set_ylabel(f"{label} ({term_unit})" if term_unit else label)
         _epoch_axis(ax, epochs)
         if plotted:
@@ -150,7 +163,7 @@ def scatter_points(real: np.ndarray, fake: np.ndarray, path: Path, title: str) -
 
 @torch.no_grad()
 def write_run_figures(run_dir: Path, model, bundle, history: list[dict[str, Any]], seed: int, *,
-                      unit: str | None = None) -> None:
+                      unit: Any = None) -> None:
     """loss_curve.png, reconstructions.png (originals and reconstructions in alternating rows) and samples.png;
     `unit`: the loss terms' unit, on the loss curves' y axes."""
     run_dir = Path(run_dir)

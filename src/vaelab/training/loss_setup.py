@@ -48,11 +48,19 @@ class LossSetup:
         return cls(weights, options, make_schedule(lc.kl_schedule.kind, **lc.kl_schedule.params()))
 
     @property
-    def unit(self) -> str:
-        """The unit of the loss terms as logged (as `vaelab.use.units.training_unit` names it)."""
-        if self.options.reduction == "mean":
-            return "mean per value"
-        return {"bce": "nats/item", "mse": "summed squared error/item"}.get(self.options.recon_kind, "per item (summed)")
+    def units(self) -> dict[str, str]:
+        """{"loss", "recon", "kl": unit} of the logged terms, for the loss curves (the run's report and
+        `vaelab.use.units.run_units` name the likelihood's variants in full)."""
+        per_item = self.options.reduction == "sum"
+        recon = "nats/item" if per_item else "nats/value (mean)"
+        lik = self.options.likelihood
+        opts = getattr(lik, "options", None)
+        if getattr(lik, "name", "") == "gaussian" and not getattr(opts, "normalised", True):  # loss.recon: mse
+            recon = (("summed squared error/item" if per_item else "squared error/value (mean)") if opts.variance == 0.5
+                     else f"{recon} less the Gaussian constant")
+        plain = self.weights == {"recon": 1.0, "kl": 1.0}
+        return {"loss": recon if plain else "weighted sum of the terms", "recon": recon,
+                "kl": "nats/item" if per_item else "nats/latent dim (mean)"}
 
     def __call__(self, out, x: Tensor, kl_scale: float) -> LossTerms:
         return weigh_terms(out, x, self.weights, self.options, kl_scale)

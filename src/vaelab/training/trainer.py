@@ -99,5 +99,5 @@ def _train_in(folder, bundle, on_epoch, parallel) -> Path:
     if cfg.train.figures and trainer.is_main:
         from vaelab.plots import write_run_figures
 
-        write_run_figures(run_dir, trainer.eval_model, bundle, trainer.state.history, cfg.seed, unit=trainer.loss.unit)
+        write_run_figures(run_dir, trainer.eval_model, bundle, trainer.state.history, cfg.seed, unit=trainer.loss.units)
     return run_dir

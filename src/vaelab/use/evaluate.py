@@ -128,10 +128,7 @@ def _figures(run: Run, items: Items, out_dir: Path, x, recon, gen, mu, kl_per_di
     shape, vr = tuple(x.shape[1:]), items.value_range
     figures: list[Path] = []
     if run.history:
-        from vaelab.use.units import run_recon_kind, training_unit
-
-        unit = training_unit(run_recon_kind(run.config, run.data_spec.value_range), run.config.loss.reduction)
-        loss_curves(run.history, out_dir / "loss_curve.png", title=f"{run.config.name}: loss per epoch", unit=unit)
+        loss_curves(run.history, out_dir / "loss_curve.png", title=f"{run.config.name}: loss per epoch", unit=run_units(run))
         figures.append(out_dir / "loss_curve.png")
     if is_image_shape(shape):
         n = min(32, len(items))

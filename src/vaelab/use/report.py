@@ -127,7 +127,7 @@ def build_report(run: Run, out: Path | None = None) -> Path:
             rows += [("kl_per_dim", kl_per_dim_text(last["kl_per_dim"]), unit_of("kl_per_dim")),
                      ("posterior collapse", collapse_note(logged_units(history)), "")]
         parts += ["<h2>Training: last epoch</h2>", _table(rows, ("metric", "value", "unit")),
-                  _drawn(lambda p: loss_curves(history, p, title=f"{run.config.name}: loss per epoch", unit=unit.total),
+                  _drawn(lambda p: loss_curves(history, p, title=f"{run.config.name}: loss per epoch", unit=unit),
                          "loss per epoch (train solid, validation dashed)")]
     ev = _evaluation(run)
     if ev:
