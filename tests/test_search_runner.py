@@ -16,7 +16,7 @@ from vaelab.core.errors import ConfigError
 from vaelab.search.report import pareto_lines, search_report
 from vaelab.search.runner import open_study, run_search
 from vaelab.search.space import load_space
-from vaelab.search.trials import genes_key, outcome
+from vaelab.search.trials import KEY_ATTR, genes_key, outcome
 from vaelab.training.runs import load_run
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -202,7 +202,8 @@ def wait_for_running(out: Path, space, pid: int, timeout: float = 120) -> int | 
             continue
         study, _ = open_study(out, space, create=False)
         for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-            if t.user_attrs.get("pid") == pid and t.params:
+            # all genes drawn (the key is set after the last one), not killed half-way through suggesting
+            if t.user_attrs.get("pid") == pid and KEY_ATTR in t.user_attrs:
                 return t.number
     return None
 
