@@ -16,7 +16,7 @@ from vaelab.core.errors import ConfigError
 from vaelab.search.runner import open_study, run_search
 from vaelab.search.space import load_space
 from vaelab.search.storage import redact, with_driver
-from vaelab.search.trials import genes_key, outcome
+from vaelab.search.trials import KEY_ATTR, genes_key, outcome
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_a_worker_killed_on_another_host_has_its_trial_failed_by_heartbeat_and_r
             study, _ = open_study(out, space, url, create=False)
         except ConfigError:  # the study is not created yet
             continue
-        running = [t for t in study.get_trials() if t.state.name == "RUNNING" and t.params]
+        running = [t for t in study.get_trials() if t.state.name == "RUNNING" and KEY_ATTR in t.user_attrs]  # all genes drawn
         mine = [t for t in running if t.user_attrs.get("host") == "host-b"]
         if mine:
             b.send_signal(signal.SIGKILL)
