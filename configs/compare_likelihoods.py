@@ -45,6 +45,7 @@ def overrides(name: str) -> list[str]:
             "train.progress=false", "train.figures=false"]
 
 
+KIND_BINARY = "cross-entropy on grey values (a pmf only over {0, 1})"
 TRAIN_RECORD = "compare_train.json"  # the training CPU seconds of a run this script trained
 EVAL_RECORD = "compare_eval.json"  # its measurements, reused while --k/--images/--elbo-images stay the same
 
