@@ -2,11 +2,13 @@
 MNIST test images; writes the table into configs/README.md between `<!-- likelihood-table:begin -->` and
 `<!-- likelihood-table:end -->`.
 
-    .venv/bin/python configs/compare_likelihoods.py [--k 1000] [--images 1000] [--write]
+    .venv/bin/python configs/compare_likelihoods.py [--k 1000] [--images 100] [--elbo-images 10000] [--write]
 
 Only the decoder's last layer differs between the runs: it ends at what the likelihood reads per pixel
 (`Likelihood.params_per_value`: 1, 2 for gaussian_per_dim, 256 logits for categorical256, 3 x 10 for the
-logistic mixture). One torch thread; training and evaluation CPU seconds are reported with the table.
+logistic mixture). One torch thread; training and evaluation CPU seconds are reported with the table. Each run's
+training CPU time and measurements are kept in its folder (compare_train.json, compare_eval.json), so the table can
+be rebuilt without recomputing, and several likelihoods can be measured by parallel invocations with --only.
 """
 from __future__ import annotations
 
@@ -43,50 +45,79 @@ def overrides(name: str) -> list[str]:
             "train.progress=false", "train.figures=false"]
 
 
-def ensure_run(name: str, root: Path) -> tuple[Path, float]:
+KIND_BINARY = "cross-entropy on grey values (a pmf only over {0, 1})"
+TRAIN_RECORD = "compare_train.json"  # the training CPU seconds of a run this script trained
+EVAL_RECORD = "compare_eval.json"  # its measurements, reused while --k/--images/--elbo-images stay the same
+
+
+def ensure_run(name: str, root: Path) -> tuple[Path, dict]:
+    """The run of `name` under root, trained now unless its checkpoint exists; its training record."""
     from vaelab.core.config import load_config
-    from vaelab.training.runs import read_metrics
     from vaelab.training.trainer import train
 
     run = root / name
-    if (run / "checkpoint.pt").is_file():
-        return run, sum(r["seconds"] for r in read_metrics(run))
-    t = time.process_time()
-    train(load_config(CONFIG, overrides(name)), run)
-    return run, time.process_time() - t
+    if not (run / "checkpoint.pt").is_file():
+        t, w = time.process_time(), time.time()
+        train(load_config(CONFIG, overrides(name)), run)
+        (run / TRAIN_RECORD).write_text(json.dumps({"train_cpu_s": time.process_time() - t,
+                                                    "train_wall_s": time.time() - w}) + "\n")
+    record = json.loads((run / TRAIN_RECORD).read_text()) if (run / TRAIN_RECORD).is_file() else {}
+    return run, record
 
 
-def measure(name: str, run_dir: Path, k: int, images: int) -> dict:
-    from vaelab.use.inputs import dataset_items
+def timed_nll(model, x, k: int) -> tuple[torch.Tensor, float]:
     from vaelab.use.likelihood import nll
-    from vaelab.training.runs import load_run
 
-    run = load_run(run_dir)
-    items = dataset_items(run, limit=images)  # the first `images` of the 10,000 MNIST test images
-    lik = run.model.likelihood
+    per_item = k * x[0].numel() * model.likelihood.params_per_value  # decoder outputs per item for the K samples
     t = time.process_time()
-    per_item = k * items.x[0].numel() * lik.params_per_value
-    v = nll(run.model, items.x, k=k, batch_size=max(1, min(64, 2**24 // per_item)), generator=torch.Generator().manual_seed(0))
-    elbo = nll(run.model, items.x, k=1, generator=torch.Generator().manual_seed(0))
-    d = items.x[0].numel()
+    v = nll(model, x, k=k, batch_size=max(1, min(256, 2**24 // per_item)), generator=torch.Generator().manual_seed(0))
+    return v, time.process_time() - t
+
+
+def measure(name: str, run_dir: Path, k: int, images: int, elbo_images: int) -> dict:
+    """IW-NLL with k samples on the first `images` MNIST test images; the negative ELBO (one draw, analytic KL)
+    on those and on the first `elbo_images`. Cached in the run folder."""
+    from vaelab.training.runs import load_run
+    from vaelab.use.inputs import dataset_items
+
+    cache = run_dir / EVAL_RECORD
+    key = {"k": k, "images": images, "elbo_images": elbo_images}
+    if cache.is_file():
+        old = json.loads(cache.read_text())
+        if all(old.get(a) == b for a, b in key.items()):
+            return old
+    run = load_run(run_dir)
+    lik = run.model.likelihood
+    items = dataset_items(run, limit=max(images, elbo_images))  # the MNIST test split, in file order
+    x = items.x
+    iw, iw_s = timed_nll(run.model, x[:images], k)
+    elbo_all, elbo_s = timed_nll(run.model, x[:elbo_images], 1)
+    d = x[0].numel()
     eight_bit = bool(lik.discrete and lik.levels == 256)
-    return {"likelihood": lik.describe(), "name": name, "kind": "pmf over 256 levels" if eight_bit else
-            ("pmf over {0, 1}" if lik.discrete else "density on [0, 1]"),
-            "iw_nll": float(v.mean()), "elbo": float(elbo.mean()), "k": k, "images": len(items),
-            "bits_per_dim": float(v.mean()) / (math.log(2) * d) if eight_bit else None,
-            "eval_cpu_s": time.process_time() - t}
+    bpd = (lambda nats: nats / (math.log(2) * d)) if eight_bit else (lambda nats: None)
+    row = {**key, "name": name, "likelihood": lik.describe(),
+           "kind": "pmf over 256 levels" if eight_bit else ("pmf over {0, 1}" if lik.discrete else "density on [0, 1]"),
+           "iw_nll": float(iw.mean()), "iw_nll_sem": float(iw.std() / math.sqrt(len(iw))),
+           "elbo_same": float(elbo_all[:images].mean()), "elbo_all": float(elbo_all.mean()),
+           "bits_per_dim": bpd(float(iw.mean())), "bits_per_dim_elbo_all": bpd(float(elbo_all.mean())),
+           "iw_cpu_s": iw_s, "elbo_cpu_s": elbo_s, "epochs": run.config.train.epochs,
+           "torch_threads": torch.get_num_threads()}
+    cache.write_text(json.dumps(row) + "\n")
+    return row
 
 
-def table(rows: list[dict], train_s: dict[str, float]) -> str:
-    k, n = rows[0]["k"], rows[0]["images"]
-    lines = [f"| likelihood | what its NLL is | -ELBO (nats/image) | IW-NLL K={k} (nats/image) | bits/dim | train CPU-s |"
-             f" eval CPU-s |", "|---|---|---|---|---|---|---|"]
+def table(rows: list[dict], train: dict[str, dict]) -> str:
+    k, n, ne = rows[0]["k"], rows[0]["images"], rows[0]["elbo_images"]
+    lines = [f"| likelihood | what its NLL is | IW-NLL K={k}, first {n:,} (nats/image) | -ELBO, same {n:,} | "
+             f"-ELBO, first {ne:,} | bits/dim (IW / -ELBO {ne:,}) | epochs | train CPU-s | IW eval CPU-s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        bpd = f"{r['bits_per_dim']:.3f}" if r["bits_per_dim"] is not None else "-"
-        lines.append(f"| {r['likelihood']} | {r['kind']} | {r['elbo']:.2f} | {r['iw_nll']:.2f} | {bpd} "
-                     f"| {train_s[r['name']]:.0f} | {r['eval_cpu_s']:.0f} |")
-    lines.append(f"\nIW-NLL with K={k} importance samples on the first {n:,} of the 10,000 MNIST test images, "
-                 "one torch thread.")
+        bpd = (f"{r['bits_per_dim']:.3f} / {r['bits_per_dim_elbo_all']:.3f}" if r["bits_per_dim"] is not None
+               else "- (a density)" if r["kind"].startswith("density") else "- (not 8-bit)")
+        t = train.get(r["name"], {}).get("train_cpu_s")
+        lines.append(f"| {r['likelihood']} | {r['kind']} | {r['iw_nll']:.1f} ± {r['iw_nll_sem']:.1f} | "
+                     f"{r['elbo_same']:.1f} | {r['elbo_all']:.1f} | {bpd} | {r['epochs']} | "
+                     f"{'-' if t is None else f'{t:.0f}'} | {r['iw_cpu_s']:.0f} |")
     return "\n".join(lines)
 
 
@@ -94,18 +125,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "likelihoods")
     ap.add_argument("--k", type=int, default=1000)
-    ap.add_argument("--images", type=int, default=1000, help="first N test images (10,000 for the full set)")
+    ap.add_argument("--images", type=int, default=100,
+                    help="IW-NLL on the first N test images (10000: all; configs/README.md gives the cost)")
+    ap.add_argument("--elbo-images", type=int, default=10000, help="negative ELBO on the first N test images")
     ap.add_argument("--only", default=None, help="comma list of likelihoods")
     ap.add_argument("--write", action="store_true", help="rewrite the table in configs/README.md")
+    ap.add_argument("--train-only", action="store_true", help="train the missing runs, measure nothing")
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = LIKELIHOODS if args.only is None else [n.strip() for n in args.only.split(",")]
-    rows, train_s = [], {}
+    rows, train = [], {}
     for name in names:
-        run, train_s[name] = ensure_run(name, args.runs)
-        rows.append(measure(name, run, args.k, args.images))
-        print(json.dumps({**rows[-1], "train_cpu_s": train_s[name]}), flush=True)
-    text = table(rows, train_s)
+        run, train[name] = ensure_run(name, args.runs)
+        if args.train_only:
+            print(json.dumps({"name": name, "run": str(run), **train[name]}), flush=True)
+            continue
+        rows.append(measure(name, run, args.k, args.images, args.elbo_images))
+        print(json.dumps({**rows[-1], **train[name]}), flush=True)
+    if args.train_only:
+        return
+    text = table(rows, train)
     print(text)
     if args.write:
         path = REPO / "configs" / "README.md"

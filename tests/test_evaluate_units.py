@@ -59,3 +59,15 @@ def test_complexity_runs_for_categorical_and_is_refused_for_bernoulli(runs, tmp_
     bad = runner.invoke(app, ["ood", str(runs["bernoulli"]), *args, "--out-dir", str(tmp_path / "b")])
     assert bad.exit_code != 0 and "model.likelihood: categorical256" in str(bad.exception)
     assert not (tmp_path / "b").exists()  # refused before any work
+
+
+def test_printed_rows_carry_their_units():
+    """What `vaelab evaluate` prints: every number with its unit, the likelihood by name."""
+    from vaelab.use.evaluate import table_rows
+
+    rows = dict(table_rows({"items": 8, "likelihood": "categorical256", "iw_nll_k1000": 830.6, "iw_k": 1000,
+                            "bits_per_dim": 1.528, "nll_units": "nats per sample", "standardized": True,
+                            "figures": ["a.png"]}))
+    assert rows["iw_nll_k1000"] == "830.6000 nats/item" and rows["bits_per_dim"] == "1.5280 bits/dim"
+    assert rows["iw_k"] == "1000 samples" and rows["likelihood"] == "categorical256"
+    assert rows["standardized"] == "True" and "figures" not in rows

@@ -77,9 +77,28 @@ def _jpeg2000_available() -> bool:
     return bool(features.check("jpg_2000"))
 
 
+MAX_RESOLUTIONS = 6  # OpenJPEG's default number of resolution levels (5 wavelet decompositions)
+
+
+def _jpeg2000_compress(item: np.ndarray) -> bytes:
+    """Lossless JPEG 2000 (reversible 5/3 wavelet), as a raw codestream (no JP2 container boxes, a constant ~85
+    bytes), with the number of resolution levels that codes this item shortest. OpenJPEG's default of 6 levels
+    suits photographs; on a 28x28 digit it needs 563 bytes on average (raw: 784) and ranks Fashion-MNIST vs MNIST
+    at AUROC 0.81 by length alone, where one level (no decomposition) needs 402 and gives 0.96 (measured on 300
+    test images each). Trying each count is what PNG's `optimize` does with its filters; the choice costs < 3 bits."""
+    side = min(item.shape[-2:])
+    best: bytes | None = None
+    for levels in range(1, min(MAX_RESOLUTIONS, side.bit_length()) + 1):  # each level halves the image
+        data = _pil_codec("JPEG2000", irreversible=False, no_jp2=True, num_resolutions=levels)(item)
+        if best is None or len(data) < len(best):
+            best = data
+    return best if best is not None else b""
+
+
 if _jpeg2000_available():  # Pillow built with OpenJPEG
-    COMPRESSORS.register("jpeg2000", Compressor(_pil_codec("JPEG2000", irreversible=False), _from_pil, _image_shape),
-                         doc="lossless JPEG 2000 (reversible 5/3 wavelet, Pillow with OpenJPEG); images with 1 or 3 channels")
+    COMPRESSORS.register("jpeg2000", Compressor(_jpeg2000_compress, _from_pil, _image_shape),
+                         doc="lossless JPEG 2000 (reversible 5/3 wavelet, Pillow with OpenJPEG), raw codestream, the "
+                             "shortest over 1-6 resolution levels; images with 1 or 3 channels")
 
 
 def quantize_8bit(x: Tensor, value_range: tuple[float, float]) -> np.ndarray:

@@ -251,13 +251,23 @@ def _kl_figure(kl_per_dim, path: Path) -> Path:
 
 
 def table_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """(name, value) rows of the scalar metrics, for the printed table and the report."""
+    """(name, value with its unit) rows of the scalar metrics, for the printed table: e.g. `iw_nll_k1000` ->
+    `830.6042 nats/item`, so a number is never shown without what it measures."""
+    from vaelab.use.units import unit_of
+
+    training = metrics.get("training_loss_units", "per item")  # the unit of training_loss, from the run's loss
     rows = []
     for key, v in metrics.items():
-        if isinstance(v, float):
-            rows.append((key, f"{v:.4f}"))
-        elif isinstance(v, (int, str)) and key != "figures":
+        if key == "figures":
+            continue
+        if isinstance(v, bool):
             rows.append((key, str(v)))
+            continue
+        unit = unit_of(key, training=training)
+        if isinstance(v, float):
+            rows.append((key, f"{v:.4f} {unit}".rstrip()))
+        elif isinstance(v, (int, str)):
+            rows.append((key, f"{v} {unit}".rstrip() if isinstance(v, int) else v))
     return rows
 
 

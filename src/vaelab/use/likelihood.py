@@ -34,7 +34,9 @@ def iw_nll_from_posterior(
 ) -> Tensor:
     """-log (1/K) sum_k p(x, z_k) / q(z_k|x) with z_k = mean + std * eps[k] -> (B,).
 
-    eps: (K, B, *latent) standard-normal noise; the K*B decoder passes are chunked over K to bound memory.
+    eps: (K, B, *latent) standard-normal noise. The K*B decoder passes go through in chunks over K (at most
+    CHUNK_ELEMENTS decoder outputs at once: 256 per value for categorical256) and the log-sum-exp is accumulated
+    chunk by chunk, so memory does not grow with K. Differentiable (likelihood regret re-fits through it).
     k=1 is the negative ELBO with the KL estimated by one sample; `batch_nll` with k=1 uses the analytic KL.
     """
     k, b = eps.shape[0], eps.shape[1]
@@ -42,7 +44,7 @@ def iw_nll_from_posterior(
     d = max(1, x[0].numel() * lik.params_per_value)  # decoder outputs per item (256 per value for categorical256)
     chunk = max(1, min(k, CHUNK_ELEMENTS // max(1, b * d)))
     mean, std = posterior.mean, posterior.std
-    log_w = []
+    acc = torch.full((b,), -math.inf, dtype=torch.float32, device=mean.device)  # log sum_k w_k so far
     for s in range(0, k, chunk):
         e = eps[s : s + chunk]  # (k', B, *latent)
         kk = e.shape[0]
@@ -54,12 +56,12 @@ def iw_nll_from_posterior(
         post_rep = DiagonalGaussian(mean.unsqueeze(0).expand(kk, *mean.shape).reshape(z.shape),
                                     posterior.logvar.unsqueeze(0).expand(kk, *mean.shape).reshape(z.shape))
         lq_z = post_rep.log_prob(z)
-        log_w.append((lp_x + lp_z - lq_z).view(kk, b))
-    lw = torch.cat(log_w, dim=0)  # (K, B)
-    return -(torch.logsumexp(lw, dim=0) - math.log(k))
+        part = torch.logsumexp((lp_x + lp_z - lq_z).view(kk, b), dim=0)
+        acc = torch.logaddexp(acc, part)
+    return -(acc - math.log(k))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def batch_nll(
     model: VAE, x: Tensor, c: Tensor | None, *, k: int, likelihood: Likelihood | None, generator: torch.Generator | None
 ) -> Tensor:
