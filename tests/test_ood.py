@@ -68,6 +68,48 @@ def test_batched_regret_on_conv_and_attention_encoders(preset, shape, args):
     assert torch.backends.mha.get_fastpath_enabled()  # restored
 
 
+def small_dcgan() -> VAE:
+    """The recipe's DCGAN-style VAE in miniature: conv + eval-mode BatchNorm encoder, conv heads with one output
+    position (the outer-product gradient of the patches kernel), a 256-way categorical decoder on 8-bit data."""
+    from vaelab.core.config import ModelConfig
+    from vaelab.data.spec import DataSpec
+    from vaelab.model.build import build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder=["C2d_1_4_4_2_1", "BN2d_4", "ReLU"],
+                      heads={"mu": ["C2d_4_3_4_1_0", "Flatten"], "logvar": ["C2d_4_3_4_1_0", "Flatten"]},
+                      decoder=["Unflatten_3_1_1", "CT2d_3_4_4_1_0", "BN2d_4", "ReLU", "CT2d_4_256_4_2_1"],
+                      likelihood="categorical256")
+    model = build_model(cfg, DataSpec((1, 8, 8), bits=8)).eval()
+    for m in model.modules():  # running statistics away from (0, 1), so eval-mode BatchNorm is not the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def test_batched_regret_equals_the_loop_on_a_dcgan_style_conv_encoder():
+    model = small_dcgan()
+    x = torch.randint(0, 256, (6, 1, 8, 8), generator=torch.Generator().manual_seed(0)).float() / 255
+    kw = dict(steps=5, lr=1e-2, k=3, weight_decay=5e-5)
+    a = regret_scores(model, x, batch_size=4, generator=torch.Generator().manual_seed(0), **kw)
+    b = regret_scores_loop(model, x, generator=torch.Generator().manual_seed(0), **kw)
+    assert a.abs().max() > 0.1  # the re-fit really moves the NLL
+    torch.testing.assert_close(a, b, atol=REGRET_TOL * 10, rtol=1e-4)
+
+
+def test_regret_items_made_worse_are_counted_not_averaged_away():
+    from vaelab.use.ood import regret_lines
+    from vaelab.use.ood_scores import regret_summary
+
+    s = regret_summary(torch.tensor([3.0, -1.0, 5.0, -3.0]))  # mean +1: an average alone would hide two worse items
+    assert (s["n"], s["n_worse"], s["share_worse"], s["mean_worse_nats"], s["mean_nats"]) == (4, 2, 0.5, -2.0, 1.0)
+    lines = regret_lines({"in": {"regret": s}, "out": {"regret": regret_summary(torch.tensor([4.0, 6.0]))}})
+    assert lines[0].startswith("regret, in-distribution: mean 1.00 nats")
+    assert "made the NLL worse on 2 of 4 items (mean -2.00 nats on those)" in lines[0]
+    assert "improved the NLL on all 2 items" in lines[1]
+
+
 def test_ranking_metrics_treat_ood_as_positive():
     assert auroc([1, 2, 3], [4, 5]) == 1.0
     assert auroc([4, 5], [1, 2, 3]) == 0.0
@@ -102,6 +144,7 @@ def test_ood_command_writes_scores_and_metrics(conv_run, tmp_path):
     for name in ("nll", "regret", "bernoulli"):
         assert name in res.output
     assert "note: complexity skipped" in res.output and "categorical256" in res.output  # a Bernoulli run
+    assert "regret, in-distribution: mean" in res.output and "regret, out-of-distribution: mean" in res.output
     lines = (tmp_path / "ood_scores.csv").read_text().splitlines()
     assert lines[0] == "set,index,name,nll,regret" and len(lines) == 33
     summary = json.loads((tmp_path / "ood.json").read_text())
@@ -122,6 +165,7 @@ def test_paper_regret_improves_the_elbo_and_a_bad_configuration_is_reported(conv
     bad = ood(run, inside, outside, tmp_path / "bad", scores=("regret",), options={"regret": {"k": 4, "steps": 3, "lr": 1.0}})
     assert bad.notes["in"]["regret"]["mean_nats"] < 0
     assert "cannot improve the ELBO" in bad.notes["warnings"][0]
+    assert bad.notes["in"]["regret"]["n_worse"] > 4 and "made the NLL worse on" in bad.notes["regret"][0]
     assert json.loads((tmp_path / "bad" / "ood.json").read_text())["notes"]["warnings"] == bad.notes["warnings"]
 
 

@@ -24,6 +24,7 @@ EXAMPLES = {
     "Conv1d": [(nn.Conv1d(2, 3, 3, padding=1), (2, 9))],
     "Conv2d": [(nn.Conv2d(2, 4, 3, stride=2, padding=1), (2, 9, 9)),  # grouped convolution
                (nn.Conv2d(4, 3, 5, stride=2), (4, 7, 7)),  # few output positions: patches @ weights
+               (nn.Conv2d(8, 5, 4), (8, 4, 4)),  # one output position (a DCGAN conv head): the outer-product gradient
                (nn.Conv2d(4, 4, 3, padding=1, groups=2), (4, 5, 5))],
     "Conv3d": [(nn.Conv3d(1, 2, 3, padding=1), (1, 4, 4, 4))],
     "ConvTranspose1d": [(nn.ConvTranspose1d(2, 3, 4, stride=2, padding=1), (2, 5))],

@@ -266,6 +266,8 @@ def ood(
     _print_table(f"OOD: in {a.source} ({len(a)}) vs out {b.source} ({len(b)}); likelihood {res.notes['likelihood']}, "
                  f"NLL with K={k}",
                  [(s, f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  FPR@95%TPR {m['fpr95']:.4f}") for s, m in res.metrics.items()])
+    for line in res.notes["regret"]:
+        typer.echo(line)
     for line in res.notes["warnings"]:
         typer.echo(f"warning: {line}", err=True)
     for name, why in res.notes["skipped"].items():

@@ -127,8 +127,18 @@ def regret_score(ctx: ScoreContext, options: RegretOptions) -> Tensor:
 
     r = regret_scores(ctx.model, ctx.x, ctx.y, steps=options.steps, lr=options.lr, weight_decay=options.weight_decay,
                       k=options.k, batch_size=options.batch_size, generator=ctx.generator(1))
-    ctx.notes["regret"] = {"mean_nats": float(r.mean()), "share_worse": float((r < 0).float().mean())}
+    ctx.notes["regret"] = regret_summary(r)
     return r
+
+
+def regret_summary(r: Tensor) -> dict[str, float | int]:
+    """How the re-fit changed each item's NLL (regret = NLL before - NLL after, nats): its mean and median, and the
+    items it made worse (regret < 0: the fine-tuned encoder gives a worse bound than the trained one), counted and
+    averaged on their own, so a configuration that hurts part of the items is not hidden in the mean."""
+    worse = r < 0
+    return {"n": int(r.numel()), "mean_nats": float(r.mean()), "median_nats": float(r.median()),
+            "n_worse": int(worse.sum()), "share_worse": float(worse.float().mean()),
+            "mean_worse_nats": float(r[worse].mean()) if bool(worse.any()) else 0.0}
 
 
 def score_options(name: str, raw: dict[str, Any] | None) -> ScoreOptions:
@@ -190,5 +200,5 @@ def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
 
 
 __all__ = ["OOD_SCORES", "ScoreContext", "ScoreOptions", "compute_scores", "score_options", "nll_scores", "auroc",
-           "default_scores", "not_applicable", "eight_bit_likelihood",
+           "default_scores", "not_applicable", "eight_bit_likelihood", "regret_summary",
            "auprc", "fpr_at_tpr"]

@@ -68,47 +68,28 @@ def _elbo_loss(model: VAE, mean: Tensor, logvar: Tensor, eps: Tensor, x: Tensor,
 
 
 class _StackedAdam:
-    """torch.optim.Adam's update (amsgrad off), in place on stacked per-input copies (B, *param).
+    """torch.optim.Adam's update (amsgrad off) on stacked per-input copies (B, *param), with `step(grads)`.
 
-    The same moments as torch's single-tensor Adam, so each copy follows the loop's trajectory to float rounding,
-    with fewer passes over the (B x params) tensors, which bound the batched re-fit's speed on CPU:
-    - the second moment is kept unscaled, v_t = beta2^t * V_t (one addcmul per step instead of mul + addcmul),
-      and the step folds beta2^t into scalars: m / (sqrt(v_hat) + eps) = a * m / (sqrt(V) + a * eps) with
-      a = sqrt(1 - beta2^t) / beta2^(t/2);
-    - V starts at V_FLOOR instead of 0, so it is never subnormal (torch.sqrt is ~10x slower on subnormals);
-      sqrt(V_FLOOR) = 1e-15 against eps = 1e-8 changes no step measurably;
-    - torch._foreach_* over every tensor at once, into a preallocated denominator.
+    Adam is elementwise, so one Adam over the stacked tensors is exactly one Adam per copy when the objective is the
+    sum of the per-input losses. The batched re-fit's speed on CPU is bound by passes over the (B x params) tensors,
+    so this is torch's fused Adam (one pass reading parameter, gradient and both moments, fused=True): measured on
+    seed003-conv with 128 copies, 0.04 ms per input and step against 0.13 ms for a hand-written torch._foreach_
+    version (five passes) and more for the default foreach Adam.
     weight_decay: added to the gradient (L2, as torch.optim.Adam's weight_decay and the paper's code).
     """
 
-    V_FLOOR = 1e-30
-
     def __init__(self, params: list[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        self.params, self.lr, self.betas, self.eps, self.wd, self.t = params, lr, betas, eps, weight_decay, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.full_like(p, self.V_FLOOR) for p in params]
-        self.denom = [torch.empty_like(p) for p in params]
-        self.b2_base = 0  # steps folded into V so far (V is rescaled when beta2^t gets small)
+        self.params = params
+        self.opt = torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
 
     @torch.no_grad()
     def step(self, grads: tuple[Tensor, ...] | list[Tensor]) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        grads = list(grads)
-        if self.wd:
-            torch._foreach_add_(grads, [p.detach() for p in self.params], alpha=self.wd)
-        if b2 ** (self.t - self.b2_base) < 1e-3:  # keep (1 - b2) / b2^t far from overflow on long runs
-            torch._foreach_mul_(self.v, b2 ** (self.t - 1 - self.b2_base))
-            self.b2_base = self.t - 1
-        scale = b2 ** (self.t - self.b2_base)  # v_t = scale * V
-        torch._foreach_lerp_(self.m, grads, 1 - b1)
-        torch._foreach_addcmul_(self.v, grads, grads, value=(1 - b2) / scale)
-        a = (1 - b2**self.t) ** 0.5 / scale**0.5
-        for d, v in zip(self.denom, self.v):
-            torch.sqrt(v, out=d)
-        torch._foreach_add_(self.denom, self.eps * a)
-        torch._foreach_addcdiv_([p.detach() for p in self.params], self.m, self.denom, value=-self.lr / (1 - b1**self.t) * a)
+        for p, g in zip(self.params, grads):
+            p.grad = g if g.stride() == p.stride() else g.contiguous()
+        self.opt.step()
+        for p in self.params:
+            p.grad = None
 
 
 # Xiao, Yan & Amit (2020), compute_LR.py: Adam(lr 2e-4, betas (0.9, 0.999), weight_decay 5e-5) on a copy of the

@@ -35,7 +35,8 @@ class _RowLinear(torch.autograd.Function):
     def forward(ctx, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        y = torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)  # (B, out)
+        y = torch.bmm(x.unsqueeze(1), w.transpose(1, 2)).squeeze(1)  # (B, out): x as the row, ~4x faster on CPU than
+        # w @ x as a column (MKL's batched matrix-vector product with a column vector)
         return y + b if b is not None else y
 
     @staticmethod
@@ -70,8 +71,29 @@ def _grouped(h: Tensor, p: dict[str, Tensor], groups: int, conv, **kw) -> Tensor
     return y.reshape(b, -1, *y.shape[2:])
 
 
+class _PatchMatmul(torch.autograd.Function):
+    """y_b = W_b P_b for patches P (B, K, L) and per-input weights W (B, Cout, K) -> (B, Cout, L), with every product
+    in the orientation CPU's batched GEMM handles well and the weight gradient produced in W's own layout: autograd
+    through bmm(P^T, W^T) returns it transposed, and the copy back into (B, Cout, K) cost more than the products
+    (seed003-conv's 32->32 5x5 layer, 128 inputs: 17 -> 7 ms per step; the DCGAN heads, L = 1: 87 -> 30 ms)."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(p, w)
+        return torch.bmm(p.transpose(1, 2), w.transpose(1, 2)).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        p, w = ctx.saved_tensors
+        gp = torch.bmm(g.transpose(1, 2), w).transpose(1, 2) if ctx.needs_input_grad[0] else None
+        gw = None
+        if ctx.needs_input_grad[1]:  # one output position: an outer product (bmm with inner dimension 1 is ~3x slower)
+            gw = g * p.transpose(1, 2) if p.shape[2] == 1 else torch.bmm(g, p.transpose(1, 2))
+        return gp, gw
+
+
 def _conv2d_patches(m: nn.Conv2d, p: dict[str, Tensor], h: Tensor) -> Tensor | None:
-    """Conv2d as patches @ weights, (B, L, K) x (B, K, Cout), where the output has few positions L for a large
+    """Conv2d as weights @ patches, (B, Cout, K) x (B, K, L), where the output has few positions L for a large
     patch K (a late, small-map layer): there one batched matmul is ~2x faster than CPU grouped convolution's
     backward. None where the grouped convolution is the better choice."""
     if m.groups != 1 or isinstance(m.padding, str):
@@ -82,11 +104,11 @@ def _conv2d_patches(m: nn.Conv2d, p: dict[str, Tensor], h: Tensor) -> Tensor | N
               for size, pad, dil, ks, st in zip((hh, ww), m.padding, m.dilation, m.kernel_size, m.stride))
     if ho * wo * 8 > k:
         return None
-    patches = F.unfold(h, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2)  # (B, L, K)
-    w = p["weight"].reshape(b, m.out_channels, k).transpose(1, 2)  # (B, K, Cout)
+    patches = F.unfold(h, m.kernel_size, m.dilation, m.padding, m.stride)  # (B, K, L)
+    y = _PatchMatmul.apply(patches, p["weight"].reshape(b, m.out_channels, k))  # (B, Cout, L)
     bias = p.get("bias")
-    y = torch.bmm(patches, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), patches, w)  # (B, L, Cout)
-    return y.transpose(1, 2).reshape(b, m.out_channels, ho, wo)
+    y = y.reshape(b, m.out_channels, ho, wo)
+    return y if bias is None else y + bias.reshape(b, m.out_channels, 1, 1)
 
 
 def _conv(fn):
