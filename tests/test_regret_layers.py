@@ -82,7 +82,7 @@ def test_copies_do_not_mix():
 
 
 @pytest.mark.parametrize("betas,wd,dtype", [((0.9, 0.999), 0.0, torch.float32),  # the regret's setting
-                                             ((0.8, 0.9), 1e-2, torch.float64)])  # V rescaled at steps 66 and 131
+                                             ((0.8, 0.9), 1e-2, torch.float64)])  # fast-forgetting moments, L2 decay
 def test_stacked_adam_follows_torch_adam(betas, wd, dtype):
     """The same trajectory as one torch.optim.Adam per copy: to rounding in float32 over the regret's 100 steps,
     to 1e-9 in float64 over 150 (in float32 a fast-forgetting beta2 near the optimum amplifies rounding)."""
