@@ -18,7 +18,7 @@ CONFIG = """name: ddp
 seed: 3
 model: {preset: mlp, preset_args: {hidden: 32, latent: 4}}
 data: {name: digits, limit: 200}
-train: {epochs: 2, batch_size: 32, progress: false, figures: false, device: cpu}
+train: {epochs: 2, batch_size: 32, progress: true, figures: false, device: cpu}  # epoch lines on: only rank 0 may print them
 """
 
 
