@@ -24,7 +24,7 @@ from vaelab.core.errors import ConfigError, TrainingError, VaelabError
 from vaelab.data import DataBundle, load_data
 from vaelab.search.objectives import OBJECTIVES, TrialContext, evaluate_objectives, objective_units
 from vaelab.search.pruning import CURVE_ATTR, EpochPruner, make_pruner, optuna_quiet
-from vaelab.search.sampler import PREDICTED_ATTR, make_sampler, predicted_for
+from vaelab.search.sampler import PREDICTED_ATTR, generation_quality, make_sampler, predicted_for
 from vaelab.search.space import SearchSpace, load_space, space_to_yaml, suggest
 from vaelab.search.storage import (STORAGE_NOTE, Heartbeat, HeartbeatThread, fail_dead_trials, heartbeat_enabled, host_id,
                                    open_storage, owner_attrs, redact)
@@ -133,6 +133,7 @@ def run_search(source: str | Path | SearchSpace, *, out: str | Path | None = Non
     with stage(f"search {space.name}: trials", budget, unit="trials", enabled=not quiet):
         advance(min(budget, budget_used(study)))  # a resumed search starts where it stopped
         w.run(budget)
+    w.report_surrogate(final=True)
     return SearchResult(folder, space.name, tally(study.get_trials(deepcopy=False)), sorted(set(requeue.failed)))
 
 
@@ -144,6 +145,7 @@ class _Worker:
         self.pruner, self.requeue, self.log = pruner, requeue, log
         self.poll = min(1.0, float(space.search.heartbeat_interval))  # seconds between looks at others' trials
         self.cache: dict[str, Any] = {}  # shared by the objectives of every trial (OOD data loaded once)
+        self.printed: set[int] = set()  # generations whose surrogate quality was printed
 
     def trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
@@ -204,8 +206,26 @@ class _Worker:
                 self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             raise
         self.study.tell(trial, values, state=state, skip_if_finished=True)
+        predicted = trial.user_attrs.get(PREDICTED_ATTR) if state == TrialState.COMPLETE else None
+        if predicted:
+            note += "   (surrogate predicted " + ", ".join(f"{k} {v:.4g}" for k, v in predicted.items()) + ")"
         print(f"trial {trial.number}: {note}", file=self.log)
+        self.report_surrogate()
         return trial.user_attrs.get(OUTCOME) in ("trained", "pruned", "failed")
+
+    def report_surrogate(self, final: bool = False) -> None:
+        """Print the surrogate's Kendall tau of each generation once all `population` of its trials are trained (at
+        the end of the run, of every generation not yet printed)."""
+        if getattr(self.study.sampler, "vaelab_children", None) is None:
+            return
+        labels, pop = self.space.labels(), self.space.search.population
+        for q in generation_quality(self.trials(), labels, pop):
+            if q["generation"] in self.printed or (q["n"] < pop and not final):
+                continue
+            self.printed.add(q["generation"])
+            print(f"surrogate, generation {q['generation']} ({q['n']} pre-screened trials trained): Kendall tau predicted vs "
+                  "trained " + ", ".join(f"{lab} {q['tau_' + lab]:+.2f}" for lab in labels) + " (1 = same order; a measured "
+                  "objective is exact)", file=self.log)
 
     def decide(self, trial: optuna.Trial, budget: int) -> tuple[TrialState, list[float] | None, str]:
         genes = suggest(trial, self.space)
@@ -255,24 +275,23 @@ class _Worker:
             time.sleep(self.poll)
             self.reap()
 
-    def measure(self, genes: dict[str, Any]) -> dict[int, float] | None:
-        """The objectives that need no training (index: value) on the untrained model of `genes`; None when the
-        genes give no model. The surrogate pre-screening uses these instead of predictions."""
+    def measure(self, genes: dict[str, Any]) -> tuple[str, dict[int, float]] | None:
+        """(config key, {index: value} of the objectives that need no training, on the untrained model of `genes`);
+        None when the genes give no model. The surrogate pre-screening uses these instead of predictions."""
         import torch
 
         from vaelab.model.build import build_model
 
         untrained = [(i, o) for i, o in enumerate(self.space.objectives) if not OBJECTIVES.entry(o.name).meta.get("trained", True)]
-        if not untrained:
-            return {}
         with torch.random.fork_rng():  # building initialises weights from the global generator: leave it as it was
             try:
-                cfg = load_config(self.space.trial_config(genes, tuple(self.bundle.shape)))
+                raw = self.space.trial_config(genes, tuple(self.bundle.shape))
+                cfg = load_config(raw)
                 model = build_model(cfg.model, self.bundle.spec)
             except VaelabError:
                 return None
             ctx = TrialContext(model.eval(), cfg, self.bundle, [], seed=cfg.seed, cache=self.cache)
-            return {i: float(OBJECTIVES.get(o.name)(ctx, **o.options())) for i, o in untrained}
+            return config_key(raw), {i: float(OBJECTIVES.get(o.name)(ctx, **o.options())) for i, o in untrained}
 
     def config(self, trial: optuna.Trial, raw: dict[str, Any]) -> Config:
         """The trial's config, its model built once as `vaelab check` does: invalid genes never reach training."""
