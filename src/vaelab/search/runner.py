@@ -224,8 +224,8 @@ class _Worker:
                 continue
             self.printed.add(q["generation"])
             print(f"surrogate, generation {q['generation']} ({q['n']} pre-screened trials trained): Kendall tau predicted vs "
-                  "trained " + ", ".join(f"{lab} {q['tau_' + lab]:+.2f}" for lab in labels) + " (1 = same order; a measured "
-                  "objective is exact)", file=self.log)
+                  "trained " + ", ".join(f"{lab} {_tau(q['tau_' + lab])}" for lab in labels) + " (1 = same order; a "
+                  "measured objective is exact)", file=self.log)
 
     def decide(self, trial: optuna.Trial, budget: int) -> tuple[TrialState, list[float] | None, str]:
         genes = suggest(trial, self.space)
@@ -339,3 +339,7 @@ class _Worker:
         self.end(trial, "trained")
         shown = ", ".join(f"{k} {v:.4g}" for k, v in zip(self.space.labels(), values))
         return TrialState.COMPLETE, values, f"{genes} -> {shown}"
+
+
+def _tau(t: float) -> str:
+    return "n/a (equal values)" if math.isnan(t) else f"{t:+.2f}"

@@ -194,7 +194,10 @@ def screen_hvi(ch: SurrogateChildren, study: optuna.Study, dists, parents, done)
     front = front[non_domination_rank(front) == 0]
     scores = sms_scores((mean - ch.spec.kappa * spread - lo) / span, front, np.full(y.shape[1], 1.1))
     best = int(np.argmax(scores))
-    return left[best].params, ch.untransform(mean[best])
+    predicted = ch.untransform(mean[best])
+    for i, v in left[best].measured.items():  # exact, not through the log and back
+        predicted[i] = v
+    return left[best].params, predicted
 
 
 @SCREENS.register("rank", doc="seed 000's: once per generation, rank population / keep_fraction bred candidates by "
