@@ -1,16 +1,21 @@
 """Samplers on the architecture space of configs/search-mnist-arch.yaml, at equal numbers of trainings, over seeds.
 
-Methods: surrogate-assisted NSGA-II (`surrogate`, trains T/2), Optuna's NSGA-II (`nsga2`), multi-objective TPE
-(`tpe`), GPSampler (`gp`) and random search (`random`), each training T models. The space (16 genes: family, depth,
-widths, channels, kernels, latent, activation, likelihood, KL weight, learning rate) is the shipped one; to fit
-the 2 shared cores of this project the data is cut (MNIST first 1200 training images, 20% of them validation),
-each model trains 2 epochs, and the objectives are validation NLL (IW, k=4), OOD = 1 - AUROC against
-Fashion-MNIST and log10(parameters) (latency is left out: on a shared machine it measures the load).
+Methods: surrogate-assisted NSGA-II (`surrogate`, the shipped `hvi` screen, trains T/2; `surrogate_full` the same
+seeded run continued to T; `surrogate_rank` seed 000's rank screen at T/2), Optuna's NSGA-II (`nsga2`),
+multi-objective TPE (`tpe`), GPSampler (`gp`, log expected hypervolume improvement) and random search (`random`),
+each training T models. The space (16 genes: family, depth, widths, channels, kernels, latent, activation,
+likelihood, KL weight, learning rate) is the shipped one; to fit the 2 shared cores of this project the data is cut
+(MNIST first 1200 training images, 20% of them validation), each model trains 2 epochs, and the objectives are
+validation NLL (IW, k=4), OOD = 1 - AUROC against Fashion-MNIST and log10(parameters) (latency is left out: on a
+shared machine it measures the load).
 
 Hypervolume: every run's objectives min-max normalised over all trials of all methods and seeds, reference point
 1.1 in each: one shared reference, so numbers compare across methods. Printed per generation of `population`
-trainings, mean and standard deviation over seeds; the surrogate's Kendall tau per generation is printed too.
-Run: .venv/bin/python benchmarks/bench_search.py [--trials T] [--population N] [--seeds S] [--methods a,b]
+trainings, mean and standard deviation over seeds, then each surrogate method at T/2 minus the others at T/2 and at
+T, per seed; the surrogate's Kendall tau per generation is printed too.
+Run: .venv/bin/python benchmarks/bench_search.py [--trials T] [--population N] [--seeds S|a,b] [--methods a,b]
+Runs are seeded and reproducible, so methods and seeds can run in separate processes: `--json F` in each, then
+`--methods "" --load F1,F2,...` reports them together.
 
 `--scale 1,2`: trials per hour of W `vaelab search --worker` processes (one torch thread each) sharing one study on a
 PostgreSQL server (pgserver, from the `test` extra) for the same budget, 1 worker being the reference.
@@ -40,9 +45,11 @@ from vaelab.search.surrogate import to_minimise
 from vaelab.search.trials import outcome
 
 ROOT = Path(__file__).resolve().parents[1]
-# method -> (sampler, surrogate settings over the shipped config's, None for off)
-METHODS = {"surrogate": ("nsga2", {}), "surrogate_rank": ("nsga2", {"screen": "rank", "keep_fraction": 0.25}),
-           "nsga2": ("nsga2", None), "tpe": ("tpe", None), "gp": ("gp", None), "random": ("random", None)}
+# method -> (sampler, surrogate settings over the shipped config's (None: off), share of T trained). `surrogate` is
+# the goal's T/2 run; `surrogate_full` continues the same seeded run to T (its first T/2 trainings are the same).
+METHODS = {"surrogate": ("nsga2", {}, 0.5), "surrogate_full": ("nsga2", {}, 1.0),
+           "surrogate_rank": ("nsga2", {"screen": "rank", "keep_fraction": 0.25}, 0.5),
+           "nsga2": ("nsga2", None, 1.0), "tpe": ("tpe", None, 1.0), "gp": ("gp", None, 1.0), "random": ("random", None, 1.0)}
 DEFAULT_METHODS = "surrogate,nsga2,tpe,gp,random"
 
 
@@ -63,7 +70,7 @@ def bench_space(epochs: int, limit: int) -> dict:
 def run(method: str, seed: int, trainings: int, raw: dict, root: Path, bundle) -> tuple[np.ndarray, list[dict]]:
     """Objective rows (minimised, log10 params) of the trained trials in order; surrogate quality per generation."""
     raw = copy.deepcopy(raw)
-    sampler, surrogate = METHODS[method]
+    sampler, surrogate, _ = METHODS[method]
     raw["search"] = {**raw["search"], "seed": seed, "sampler": sampler,
                      "surrogate": {**raw["search"]["surrogate"], **(surrogate or {}), "enabled": surrogate is not None}}
     space = load_space(raw)
@@ -136,7 +143,7 @@ def main() -> None:
 
 
 def budget(method: str, trials: int) -> int:
-    return trials // 2 if METHODS[method][1] is not None else trials
+    return int(trials * METHODS[method][2])
 
 
 def cell(col: np.ndarray, sign: str = "") -> str:
@@ -161,7 +168,7 @@ def report(results: dict[str, dict[int, np.ndarray]], taus: list[dict], args, se
         arr = np.array([v - v[0] for v in c.values()])
         print(f"{m:10s} {len(c):6d} " + " ".join(cell(arr[:, i], "+") for i in range(len(steps))))
     half = steps.index(args.trials // 2) if args.trials // 2 in steps else None
-    for sm in [m for m in curves if METHODS[m][1] is not None and half is not None]:
+    for sm in [m for m in curves if METHODS[m][1] is not None and half is not None]:  # at T/2 trainings
         sur = curves[sm]
         for other, at in (("nsga2", -1), ("nsga2", half), ("random", -1), ("random", half), ("tpe", -1), ("tpe", half),
                           ("gp", -1), ("gp", half)):
