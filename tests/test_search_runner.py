@@ -230,3 +230,17 @@ def test_two_workers_on_a_journal_one_killed_mid_trial(tmp_path):
     assert len(retry) == 1 and retry[0].params == dead.params  # its genes were run again
     assert sum(o == "trained" for o in outcomes(study)) == 4  # exactly the budget, nothing lost
     assert len({genes_key(t.params) for t in trials if outcome(t) == "trained"}) == 4
+
+
+def test_a_sampler_repeating_genes_that_gave_no_model_gets_a_random_trial_next(tmp_path):
+    raw = tiny(genes={"depth": {"type": "choice", "choices": [1, 4]}, "width": {"type": "choice", "choices": [4, 8]}},
+               template={"family": "conv", "channels": ["$width"] * 4, "depth": "$depth", "latent": 3},
+               search={"population": 2, "trials": 1, "sampler": "random", "seed": 0})
+    space = load_space(raw)
+    study, _ = open_study(tmp_path / "s", space)
+    for _ in range(2):  # what GPSampler does when invalid trials teach it nothing: the same genes again
+        study.enqueue_trial({"depth": 4, "width": 4})
+    run_search(space, out=tmp_path / "s")
+    t = study.get_trials()
+    assert outcomes(study)[:2] == ["invalid", "invalid"] and "drawn_after_repeat" not in t[0].user_attrs
+    assert t[2].user_attrs.get("drawn_after_repeat") == 1  # enqueued after the repeat, genes drawn at random

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -24,8 +25,8 @@ from vaelab.core.errors import ConfigError, TrainingError, VaelabError
 from vaelab.data import DataBundle, load_data
 from vaelab.search.objectives import OBJECTIVES, TrialContext, evaluate_objectives, objective_units
 from vaelab.search.pruning import CURVE_ATTR, EpochPruner, make_pruner, optuna_quiet
-from vaelab.search.sampler import PREDICTED_ATTR, generation_quality, make_sampler, predicted_for
-from vaelab.search.space import SearchSpace, load_space, space_to_yaml, suggest
+from vaelab.search.sampler import PREDICTED_ATTR, draw, generation_quality, make_sampler, predicted_for
+from vaelab.search.space import SearchSpace, distributions, load_space, space_to_yaml, suggest
 from vaelab.search.storage import (STORAGE_NOTE, Heartbeat, HeartbeatThread, fail_dead_trials, heartbeat_enabled, host_id,
                                    open_storage, owner_attrs, redact)
 from vaelab.search.trials import (KEY_ATTR, OUTCOME, Requeue, config_key, counts, genes_key, tally, twin, undeclared_below,
@@ -238,6 +239,8 @@ class _Worker:
             raw, problem = None, e
         key = config_key(raw) if raw is not None else "invalid:" + genes_key(genes)
         trial.set_user_attr(KEY_ATTR, key)  # declared before any decision: see vaelab.search.trials.twin
+        if problem is not None and any(t.user_attrs.get(KEY_ATTR) == key for t in self.trials() if t.number < trial.number):
+            self.unstick(trial.number)
         if used_before(self.trials(), trial.number) >= budget:
             return self.end(trial, "skipped", TrialState.PRUNED, reason="the budget was taken by lower-numbered trials")
         same = self.await_twin(trial.number, key)
@@ -254,6 +257,15 @@ class _Worker:
         except VaelabError as e:
             return self.end(trial, "invalid", TrialState.PRUNED, reason=f"{type(e).__name__}: {e}")
         return self.train(trial, genes, cfg)
+
+    def unstick(self, number: int) -> None:
+        """The sampler proposed genes that already gave no model. A sampler that learns only from trained trials (GPSampler)
+        would propose them forever: the next trial gets genes drawn at random (seeded by the search and this trial)."""
+        rng = np.random.RandomState((self.space.search.seed * 1_000_003 + number) % 2**32)
+        genes = {name: draw(d, rng) for name, d in distributions(self.space).items()}
+        self.study.enqueue_trial(genes, user_attrs={"drawn_after_repeat": number})
+        print(f"trial {number}: the sampler proposed genes that gave no model before; the next trial draws its genes at "
+              "random", file=self.log)
 
     def end(self, trial, outcome: str, state: TrialState | None = None, reason: str | None = None):
         trial.set_user_attr(OUTCOME, outcome)
