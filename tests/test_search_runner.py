@@ -232,15 +232,16 @@ def test_two_workers_on_a_journal_one_killed_mid_trial(tmp_path):
     assert len({genes_key(t.params) for t in trials if outcome(t) == "trained"}) == 4
 
 
-def test_a_sampler_repeating_genes_that_gave_no_model_gets_a_random_trial_next(tmp_path):
+def test_a_sampler_stuck_on_genes_that_give_no_model_gets_a_random_trial(tmp_path):
     raw = tiny(genes={"depth": {"type": "choice", "choices": [1, 4]}, "width": {"type": "choice", "choices": [4, 8]}},
                template={"family": "conv", "channels": ["$width"] * 4, "depth": "$depth", "latent": 3},
                search={"population": 2, "trials": 1, "sampler": "random", "seed": 0})
     space = load_space(raw)
     study, _ = open_study(tmp_path / "s", space)
-    for _ in range(2):  # what GPSampler does when invalid trials teach it nothing: the same genes again
-        study.enqueue_trial({"depth": 4, "width": 4})
+    for width in (4, 8, 4):  # what GPSampler does when invalid trials teach it nothing: the same region again
+        study.enqueue_trial({"depth": 4, "width": width})
     run_search(space, out=tmp_path / "s")
     t = study.get_trials()
-    assert outcomes(study)[:2] == ["invalid", "invalid"] and "drawn_after_repeat" not in t[0].user_attrs
-    assert t[2].user_attrs.get("drawn_after_repeat") == 1  # enqueued after the repeat, genes drawn at random
+    assert outcomes(study)[:3] == ["invalid", "invalid", "invalid"]
+    assert not any("drawn_after_idle" in x.user_attrs for x in t[:3])
+    assert t[3].user_attrs.get("drawn_after_idle") == 3  # enqueued after 3 proposals that trained nothing

@@ -33,6 +33,7 @@ from vaelab.search.trials import (KEY_ATTR, OUTCOME, Requeue, config_key, counts
                                   used_before)
 
 SPACE_NAME = "search.yaml"
+STUCK = 3  # proposals in a row that train nothing before a worker's next trial is drawn at random
 FINGERPRINT_ATTR = "space_fingerprint"
 UNITS_ATTR = "objective_units"  # label -> unit of that objective's value for the trial (likelihood, weights)
 
@@ -177,6 +178,8 @@ class _Worker:
                 print(f"stopping: the last {idle} trials proposed genes that were invalid or already trained; the space "
                       "looks exhausted", file=self.log)
                 return
+            if idle and idle % STUCK == 0:
+                self.unstick(idle)
             with stage("trial", summary=False):  # a row on a terminal; takes the progress of the work inside it
                 trained = self.one(budget)
             idle = 0 if trained else idle + 1
@@ -239,8 +242,6 @@ class _Worker:
             raw, problem = None, e
         key = config_key(raw) if raw is not None else "invalid:" + genes_key(genes)
         trial.set_user_attr(KEY_ATTR, key)  # declared before any decision: see vaelab.search.trials.twin
-        if problem is not None and any(t.user_attrs.get(KEY_ATTR) == key for t in self.trials() if t.number < trial.number):
-            self.unstick(trial.number)
         if used_before(self.trials(), trial.number) >= budget:
             return self.end(trial, "skipped", TrialState.PRUNED, reason="the budget was taken by lower-numbered trials")
         same = self.await_twin(trial.number, key)
@@ -258,14 +259,16 @@ class _Worker:
             return self.end(trial, "invalid", TrialState.PRUNED, reason=f"{type(e).__name__}: {e}")
         return self.train(trial, genes, cfg)
 
-    def unstick(self, number: int) -> None:
-        """The sampler proposed genes that already gave no model. A sampler that learns only from trained trials (GPSampler)
-        would propose them forever: the next trial gets genes drawn at random (seeded by the search and this trial)."""
+    def unstick(self, idle: int) -> None:
+        """The last `idle` proposals trained nothing (no model, or a config already trained). A sampler that learns only
+        from trained trials (GPSampler) would propose the same region forever: the next trial gets genes drawn at
+        random (seeded by the search and the trial count)."""
+        number = len(self.trials())
         rng = np.random.RandomState((self.space.search.seed * 1_000_003 + number) % 2**32)
         genes = {name: draw(d, rng) for name, d in distributions(self.space).items()}
-        self.study.enqueue_trial(genes, user_attrs={"drawn_after_repeat": number})
-        print(f"trial {number}: the sampler proposed genes that gave no model before; the next trial draws its genes at "
-              "random", file=self.log)
+        self.study.enqueue_trial(genes, user_attrs={"drawn_after_idle": idle})
+        print(f"the last {idle} proposals trained nothing (invalid or already trained); trial {number} draws its genes "
+              "at random", file=self.log)
 
     def end(self, trial, outcome: str, state: TrialState | None = None, reason: str | None = None):
         trial.set_user_attr(OUTCOME, outcome)
