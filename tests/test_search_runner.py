@@ -200,7 +200,10 @@ def wait_for_running(out: Path, space, pid: int, timeout: float = 120) -> int | 
         time.sleep(0.3)
         if not (out / "study.journal").exists():
             continue
-        study, _ = open_study(out, space, create=False)
+        try:
+            study, _ = open_study(out, space, create=False)
+        except ConfigError:  # the journal file exists a moment before the study's record is in it
+            continue
         for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             # all genes drawn (the key is set after the last one), not killed half-way through suggesting
             if t.user_attrs.get("pid") == pid and KEY_ATTR in t.user_attrs:
