@@ -1,16 +1,21 @@
 """Samplers on the architecture space of configs/search-mnist-arch.yaml, at equal numbers of trainings, over seeds.
 
-Methods: surrogate-assisted NSGA-II (`surrogate`, trains T/2), Optuna's NSGA-II (`nsga2`), multi-objective TPE
-(`tpe`), GPSampler (`gp`) and random search (`random`), each training T models. The space (16 genes: family, depth,
-widths, channels, kernels, latent, activation, likelihood, KL weight, learning rate) is the shipped one; to fit
-the 2 shared cores of this project the data is cut (MNIST first 1200 training images, 20% of them validation),
-each model trains 2 epochs, and the objectives are validation NLL (IW, k=4), OOD = 1 - AUROC against
-Fashion-MNIST and log10(parameters) (latency is left out: on a shared machine it measures the load).
+Methods: surrogate-assisted NSGA-II (`surrogate`, the shipped `hvi` screen, trains T/2; `surrogate_full` the same
+seeded run continued to T; `surrogate_rank` seed 000's rank screen at T/2), Optuna's NSGA-II (`nsga2`),
+multi-objective TPE (`tpe`), GPSampler (`gp`, log expected hypervolume improvement) and random search (`random`),
+each training T models. The space (16 genes: family, depth, widths, channels, kernels, latent, activation,
+likelihood, KL weight, learning rate) is the shipped one; to fit the 2 shared cores of this project the data is cut
+(MNIST first 1200 training images, 20% of them validation), each model trains 2 epochs, and the objectives are
+validation NLL (IW, k=4), OOD = 1 - AUROC against Fashion-MNIST and log10(parameters) (latency is left out: on a
+shared machine it measures the load).
 
 Hypervolume: every run's objectives min-max normalised over all trials of all methods and seeds, reference point
 1.1 in each: one shared reference, so numbers compare across methods. Printed per generation of `population`
-trainings, mean and standard deviation over seeds; the surrogate's Kendall tau per generation is printed too.
-Run: .venv/bin/python benchmarks/bench_search.py [--trials T] [--population N] [--seeds S] [--methods a,b]
+trainings, mean and standard deviation over seeds, then each surrogate method at T/2 minus the others at T/2 and at
+T, per seed; the surrogate's Kendall tau per generation is printed too.
+Run: .venv/bin/python benchmarks/bench_search.py [--trials T] [--population N] [--seeds S|a,b] [--methods a,b]
+Runs are seeded and reproducible, so methods and seeds can run in separate processes: `--json F` in each, then
+`--methods "" --load F1,F2,...` reports them together.
 
 `--scale 1,2`: trials per hour of W `vaelab search --worker` processes (one torch thread each) sharing one study on a
 PostgreSQL server (pgserver, from the `test` extra) for the same budget, 1 worker being the reference.
@@ -34,14 +39,18 @@ from vaelab.core.config import read_yaml
 from vaelab.data import load_data
 from vaelab.search.hypervolume import hypervolume
 from vaelab.search.runner import open_study, run_search
-from vaelab.search.sampler import PREDICTED_ATTR
+from vaelab.search.sampler import generation_quality
 from vaelab.search.space import load_space
-from vaelab.search.surrogate import prediction_quality, to_minimise
+from vaelab.search.surrogate import to_minimise
 from vaelab.search.trials import outcome
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = {"surrogate": ("nsga2", True), "nsga2": ("nsga2", False), "tpe": ("tpe", False), "gp": ("gp", False),
-           "random": ("random", False)}
+# method -> (sampler, surrogate settings over the shipped config's (None: off), share of T trained). `surrogate` is
+# the goal's T/2 run; `surrogate_full` continues the same seeded run to T (its first T/2 trainings are the same).
+METHODS = {"surrogate": ("nsga2", {}, 0.5), "surrogate_full": ("nsga2", {}, 1.0),
+           "surrogate_rank": ("nsga2", {"screen": "rank", "keep_fraction": 0.25}, 0.5),
+           "nsga2": ("nsga2", None, 1.0), "tpe": ("tpe", None, 1.0), "gp": ("gp", None, 1.0), "random": ("random", None, 1.0)}
+DEFAULT_METHODS = "surrogate,nsga2,tpe,gp,random"
 
 
 def bench_space(epochs: int, limit: int) -> dict:
@@ -61,9 +70,9 @@ def bench_space(epochs: int, limit: int) -> dict:
 def run(method: str, seed: int, trainings: int, raw: dict, root: Path, bundle) -> tuple[np.ndarray, list[dict]]:
     """Objective rows (minimised, log10 params) of the trained trials in order; surrogate quality per generation."""
     raw = copy.deepcopy(raw)
-    sampler, surrogate = METHODS[method]
+    sampler, surrogate, _ = METHODS[method]
     raw["search"] = {**raw["search"], "seed": seed, "sampler": sampler,
-                     "surrogate": {"enabled": surrogate, "keep_fraction": 0.25}}
+                     "surrogate": {**raw["search"]["surrogate"], **(surrogate or {}), "enabled": surrogate is not None}}
     space = load_space(raw)
     folder = root / f"{method}-{seed}"
     with open("/dev/null", "w") as quiet:
@@ -72,13 +81,8 @@ def run(method: str, seed: int, trainings: int, raw: dict, root: Path, bundle) -
     done = sorted((t for t in study.get_trials() if outcome(t) == "trained"), key=lambda t: t.number)
     values = to_minimise(np.array([t.values for t in done], dtype=float), space.directions())
     values[:, 2] = np.log10(values[:, 2])
-    pop, quality = space.search.population, []
-    for g in range(1, math.ceil(len(done) / pop)):
-        chosen = [t for t in done[g * pop:(g + 1) * pop] if t.user_attrs.get(PREDICTED_ATTR)]
-        if len(chosen) >= 3:
-            pred = np.array([[t.user_attrs[PREDICTED_ATTR][lab] for lab in space.labels()] for t in chosen])
-            q = prediction_quality(pred, np.array([t.values for t in chosen]))
-            quality.append({"generation": g, "n": len(chosen), **{f"tau_{lab}": v for lab, v in zip(space.labels(), q["tau"])}})
+    quality = [{k: v for k, v in q.items() if not k.startswith("mae_")}
+               for q in generation_quality(study.get_trials(), space.labels(), space.search.population)]
     return values, quality
 
 
@@ -94,9 +98,11 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--limit", type=int, default=1200, help="MNIST training images (first N)")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--json", type=Path, help="write every run's objective rows here")
+    ap.add_argument("--seeds", default="3", help="N (seeds 0..N-1) or a list such as 3,4 (one seed: '3,')")
+    ap.add_argument("--methods", default=DEFAULT_METHODS, help=f"from {', '.join(METHODS)}")
+    ap.add_argument("--json", type=Path, help="write every run's objective rows (and the surrogate's taus) here")
+    ap.add_argument("--load", default="", help="comma-separated --json files of earlier runs (same settings) to report "
+                                                 "with this one: runs are seeded, so methods and seeds can be run apart")
     ap.add_argument("--scale", help="worker counts to time instead, e.g. 1,2")
     args = ap.parse_args()
     import torch
@@ -106,58 +112,89 @@ def main() -> None:
     raw["search"]["population"] = args.population
     if args.scale:
         return scale([int(w) for w in args.scale.split(",")], args.trials, raw)
-    bundle = load_data(load_space(raw).data, 0)
-    methods = args.methods.split(",")
-    budgets = {m: args.trials // 2 if m == "surrogate" else args.trials for m in methods}
-    results: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    settings = {k: getattr(args, k) for k in ("trials", "population", "epochs", "limit")}
+    seeds = list(range(int(args.seeds))) if args.seeds.isdigit() else [int(x) for x in args.seeds.split(",") if x]
+    methods = [m for m in args.methods.split(",") if m]
+    results: dict[str, dict[int, np.ndarray]] = {}
     taus: list[dict] = []
+    for f in filter(None, args.load.split(",")):
+        old = json.loads(Path(f).read_text())
+        if old["settings"] != settings:
+            sys.exit(f"{f} was run with {old['settings']}, this run with {settings}: they do not compare")
+        for m, runs in old["runs"].items():
+            results.setdefault(m, {}).update({int(k): np.array(v) for k, v in runs.items()})
+        taus += old["taus"]
+    bundle = load_data(load_space(raw).data, 0) if methods else None
+    new_runs: dict[str, dict[int, list]] = {}
+    new_taus: list[dict] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in seeds:
             for m in methods:
                 t = time.perf_counter()
-                values, quality = run(m, seed, budgets[m], raw, Path(tmp), bundle)
-                results[m].append(values)
-                taus += [{"seed": seed, **q} for q in quality] if m == "surrogate" else []
+                values, quality = run(m, seed, budget(m, args.trials), raw, Path(tmp), bundle)
+                results.setdefault(m, {})[seed] = values
+                new_runs.setdefault(m, {})[seed] = values.tolist()
+                new_taus += [{"method": m, "seed": seed, **q} for q in quality] if METHODS[m][1] is not None else []
                 print(f"{m:9s} seed {seed}: {len(values)} trainings in {time.perf_counter() - t:.0f}s", file=sys.stderr)
-    report(results, budgets, taus, args, time.perf_counter() - t0)
-    if args.json:
-        args.json.write_text(json.dumps({m: [v.tolist() for v in vs] for m, vs in results.items()}))
+                if args.json:  # after every run, so a long benchmark cut short keeps what it did
+                    args.json.write_text(json.dumps({"settings": settings, "runs": new_runs, "taus": new_taus}))
+    report(results, taus + new_taus, args, time.perf_counter() - t0)
 
 
-def report(results, budgets, taus, args, seconds: float) -> None:
-    allv = np.vstack([v for vs in results.values() for v in vs])
+def budget(method: str, trials: int) -> int:
+    return int(trials * METHODS[method][2])
+
+
+def cell(col: np.ndarray, sign: str = "") -> str:
+    col = col[~np.isnan(col)]
+    return f"{col.mean():{sign}7.4f} ± {col.std():.4f}" if len(col) else f"{'-':>15s}"
+
+
+def report(results: dict[str, dict[int, np.ndarray]], taus: list[dict], args, seconds: float) -> None:
+    allv = np.vstack([v for runs in results.values() for v in runs.values()])
     lo, hi = allv.min(axis=0), allv.max(axis=0)
     steps = list(range(args.population, args.trials + 1, args.population))
     print(f"\nsearch benchmark: mnist-arch space, MNIST {args.limit} images, {args.epochs} epochs per model, population "
-          f"{args.population}, {args.seeds} seeds, {seconds:.0f}s; hypervolume (mean ± std over seeds) after N trainings")
-    print(f"{'method':10s} " + " ".join(f"{'N=' + str(s):>15s}" for s in steps))
-    curves = {}
-    for m, vs in results.items():
-        c = np.array([hv_curve(v, lo, hi, steps) for v in vs])
-        curves[m] = c
-        print(f"{m:10s} " + " ".join(f"{np.nanmean(c[:, i]):7.4f} ± {np.nanstd(c[:, i]):.4f}" if not np.isnan(c[:, i]).all()
-                                     else f"{'-':>15s}" for i in range(len(steps))))
+          f"{args.population}, {seconds:.0f}s (this invocation); hypervolume (mean ± std over seeds) after N trainings, "
+          f"objectives normalised over all {len(allv)} trained trials of every method and seed, reference 1.1")
+    print(f"{'method':10s} {'seeds':>6s} " + " ".join(f"{'N=' + str(s):>15s}" for s in steps))
+    curves = {m: {s: np.array(hv_curve(v, lo, hi, steps)) for s, v in runs.items()} for m, runs in results.items()}
+    for m, c in curves.items():
+        arr = np.array(list(c.values()))
+        print(f"{m:10s} {len(c):6d} " + " ".join(cell(arr[:, i]) for i in range(len(steps))))
     print("gain over the shared first generation (same seed, same random draws in every method), mean ± std:")
-    gains = {m: c - c[:, :1] for m, c in curves.items()}
-    for m, g in gains.items():
-        print(f"{m:10s} " + " ".join(f"{np.nanmean(g[:, i]):+7.4f} ± {np.nanstd(g[:, i]):.4f}" if not np.isnan(g[:, i]).all()
-                                     else f"{'-':>15s}" for i in range(len(steps))))
+    for m, c in curves.items():
+        arr = np.array([v - v[0] for v in c.values()])
+        print(f"{m:10s} {len(c):6d} " + " ".join(cell(arr[:, i], "+") for i in range(len(steps))))
     half = steps.index(args.trials // 2) if args.trials // 2 in steps else None
-    if "surrogate" in gains and "nsga2" in gains and half is not None:
-        s, p = gains["surrogate"][:, half], gains["nsga2"][:, -1]
-        print(f"\nsurrogate gain at T/2 = {args.trials // 2} trainings: {s.mean():+.4f} ± {s.std():.4f}; plain NSGA-II at "
-              f"T = {args.trials}: {p.mean():+.4f} ± {p.std():.4f} (goal: surrogate >= NSGA-II): "
-              f"{'met' if s.mean() >= p.mean() else 'not met'}")
-        for other in ("random", "nsga2", "tpe", "gp"):
-            if other in gains:
-                r = gains[other][:, half]
-                print(f"surrogate vs {other} at {args.trials // 2} trainings: margin {s.mean() - r.mean():+.4f} "
-                      f"(per seed {', '.join(f'{a - b:+.4f}' for a, b in zip(s, r))})")
-    best = max(curves, key=lambda m: np.nanmean(curves[m][:, -1]) if budgets[m] == args.trials else -1)
-    print(f"best final hypervolume at T = {args.trials} trainings: {best}")
-    for q in taus:
-        print("surrogate Kendall tau: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in q.items()))
+    for sm in [m for m in curves if METHODS[m][1] is not None and half is not None]:  # at T/2 trainings
+        sur = curves[sm]
+        for other, at in (("nsga2", -1), ("nsga2", half), ("random", -1), ("random", half), ("tpe", -1), ("tpe", half),
+                          ("gp", -1), ("gp", half)):
+            if other not in curves:
+                continue
+            common = sorted(set(sur) & set(curves[other]))
+            d = np.array([sur[s][half] - curves[other][s][at] for s in common])
+            print(f"{sm} at {args.trials // 2} trainings minus {other} at {steps[at]}: {d.mean():+.4f} ± {d.std():.4f}, median "
+                  f"{np.median(d):+.4f}, >= 0 on {int((d >= 0).sum())} of {len(d)} seeds (per seed "
+                  f"{', '.join(f'{s}: {x:+.3f}' for s, x in zip(common, d))})")
+    full = [m for m in curves if budget(m, args.trials) == args.trials]
+    if full:
+        best = max(full, key=lambda m: np.nanmean([c[-1] for c in curves[m].values()]))
+        print(f"best mean final hypervolume at T = {args.trials} trainings: {best}")
+    for sm in sorted({q["method"] for q in taus}):
+        rows_m = [q for q in taus if q["method"] == sm]
+        labels = [k[4:] for k in rows_m[0] if k.startswith("tau_")]
+        print(f"{sm}: Kendall tau between predicted and trained objectives, per generation (mean ± std over seeds):")
+        for g in sorted({q["generation"] for q in rows_m}):
+            rows = [q for q in rows_m if q["generation"] == g]
+            print(f"  generation {g} ({len(rows)} seeds, {np.mean([q['n'] for q in rows]):.0f} trained each): " + ", ".join(
+                f"{lab} {np.nanmean([q['tau_' + lab] for q in rows]):+.2f} ± {np.nanstd([q['tau_' + lab] for q in rows]):.2f}"
+                for lab in labels))
+        for q in rows_m:
+            print("  seed {seed} generation {generation}: ".format(**q) + ", ".join(
+                f"{k[4:]} {v:+.2f}" for k, v in q.items() if k.startswith("tau_")))
 
 
 def steady_rate(url: str, name: str) -> float:

@@ -71,6 +71,18 @@ def test_every_surrogate_learns_a_smooth_function(name):
         assert np.corrcoef(pred[:, k], truth[:, k])[0, 1] > 0.6
 
 
+@pytest.mark.parametrize("name", SURROGATES.names())
+def test_every_surrogate_spread_is_a_nonnegative_std_per_prediction(name):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, size=(30, 2))
+    sur = Surrogate(name, seed=0).fit(x, np.stack([x[:, 0], x[:, 0] * x[:, 1]], axis=1))
+    near, far = x[:5], np.full((5, 2), 4.0)  # training points, and points far outside the data
+    s_near, s_far = sur.spread(near), sur.spread(far)
+    assert s_near.shape == s_far.shape == (5, 2) and (s_near >= 0).all() and np.isfinite(s_far).all()
+    if name == "gaussian_process":  # a GP is surer where it has seen data
+        assert (s_far.mean(axis=0) > s_near.mean(axis=0)).all()
+
+
 @pytest.mark.parametrize("name", PRUNERS.names())
 def test_every_pruner_builds_from_its_example_and_answers_per_epoch(name):
     pruner = make_pruner(name, PRUNERS.entry(name).meta["example"])

@@ -200,7 +200,10 @@ def wait_for_running(out: Path, space, pid: int, timeout: float = 120) -> int | 
         time.sleep(0.3)
         if not (out / "study.journal").exists():
             continue
-        study, _ = open_study(out, space, create=False)
+        try:
+            study, _ = open_study(out, space, create=False)
+        except ConfigError:  # the journal file exists a moment before the study's record is in it
+            continue
         for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             # all genes drawn (the key is set after the last one), not killed half-way through suggesting
             if t.user_attrs.get("pid") == pid and KEY_ATTR in t.user_attrs:
@@ -230,3 +233,18 @@ def test_two_workers_on_a_journal_one_killed_mid_trial(tmp_path):
     assert len(retry) == 1 and retry[0].params == dead.params  # its genes were run again
     assert sum(o == "trained" for o in outcomes(study)) == 4  # exactly the budget, nothing lost
     assert len({genes_key(t.params) for t in trials if outcome(t) == "trained"}) == 4
+
+
+def test_a_sampler_stuck_on_genes_that_give_no_model_gets_a_random_trial(tmp_path):
+    raw = tiny(genes={"depth": {"type": "choice", "choices": [1, 4]}, "width": {"type": "choice", "choices": [4, 8]}},
+               template={"family": "conv", "channels": ["$width"] * 4, "depth": "$depth", "latent": 3},
+               search={"population": 2, "trials": 1, "sampler": "random", "seed": 0})
+    space = load_space(raw)
+    study, _ = open_study(tmp_path / "s", space)
+    for width in (4, 8, 4):  # what GPSampler does when invalid trials teach it nothing: the same region again
+        study.enqueue_trial({"depth": 4, "width": width})
+    run_search(space, out=tmp_path / "s")
+    t = study.get_trials()
+    assert outcomes(study)[:3] == ["invalid", "invalid", "invalid"]
+    assert not any("drawn_after_idle" in x.user_attrs for x in t[:3])
+    assert t[3].user_attrs.get("drawn_after_idle") == 3  # enqueued after 3 proposals that trained nothing

@@ -86,3 +86,8 @@ def test_gene_features_one_hot_and_log():
     row = encode_genes(s, {"latent_dim": 4, "mid_layer": 20, "act": "SiLU", "lr": 1e-3})
     assert row[:4] == [4.0, 20.0, 0.0, 1.0] and row[4] == pytest.approx(-6.9078, abs=1e-3)
     assert s.labels() == ["loss", "OOD"] and s.directions() == ["minimize", "minimize"]
+
+
+def test_unknown_surrogate_screen_names_the_field_and_the_choices():
+    with pytest.raises(ConfigError, match=r"surrogate.screen.*'hvi'"):
+        space(search={"surrogate": {"screen": "hv"}})

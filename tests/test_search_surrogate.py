@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from vaelab.search.report import hypervolume
-from vaelab.search.surrogate import (Surrogate, crowding_distance, dominates, non_domination_rank, prediction_quality,
-                                     rank_candidates, select)
+from vaelab.search.surrogate import (Surrogate, crowding_distance, dominates, hypervolume_improvement, non_domination_rank,
+                                     prediction_quality, rank_candidates, select, sms_scores)
 
 
 def test_dominance_needs_every_objective():
@@ -62,3 +62,27 @@ def test_hypervolume_2d_known_value():
     assert hypervolume(np.array([[0.5, 0.5]]), np.array([1.0, 1.0])) == pytest.approx(0.25)
     assert hypervolume(np.array([[0.0, 0.5], [0.5, 0.0]]), np.array([1.0, 1.0])) == pytest.approx(0.75)
     assert hypervolume(np.array([[2.0, 2.0]]), np.array([1.0, 1.0])) == 0.0
+
+
+def test_hypervolume_improvement_is_the_hypervolume_added():
+    rng = np.random.default_rng(3)
+    ref = np.full(3, 1.1)
+    front = rng.uniform(0, 1, size=(7, 3))
+    points = rng.uniform(-0.2, 1.2, size=(40, 3))
+    got = hypervolume_improvement(points, front, ref)
+    want = [hypervolume(np.vstack([front, p]), ref) - hypervolume(front, ref) for p in points]
+    assert got == pytest.approx(want, abs=1e-12)
+    assert hypervolume_improvement(np.array([[0.5, 0.5]]), np.zeros((0, 2)), np.ones(2)) == pytest.approx([0.25])
+
+
+def test_sms_scores_rank_improvers_first_then_dominated_by_their_gap():
+    front = np.array([[0.2, 0.8], [0.8, 0.2]])
+    ref = np.ones(2)
+    pts = np.array([[0.1, 0.1],   # improves a lot
+                    [0.5, 0.5],   # improves a little
+                    [0.3, 0.9],   # dominated by (0.2, 0.8): must move 0.1
+                    [0.9, 0.95],  # dominated by both: a uniform shift of 0.15 escapes both (additive epsilon)
+                    [1.2, 0.0]])  # outside the reference box in x
+    s = sms_scores(pts, front, ref)
+    assert s[0] > s[1] > 0 > s[2] > s[3]
+    assert s[2] == pytest.approx(-0.1) and s[3] == pytest.approx(-0.15) and s[4] == pytest.approx(-0.2)

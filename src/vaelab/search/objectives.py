@@ -2,7 +2,8 @@
 
 Registry entries: `OBJECTIVES.register(name, fn, direction=..., doc=..., unit=..., trained=True)` with `fn(ctx, **options) ->
 float`; `trained=False` marks an objective that does not depend on the weights (parameter count, latency): the
-surrogate pre-screening measures it on the untrained candidate instead of predicting it. The
+surrogate pre-screening measures it on the untrained candidate instead of predicting it; `scale="log"` marks one
+that spans orders of magnitude (the pre-screening compares its values on a log scale). The
 options a search file gives are checked against `fn`'s keyword parameters when the file loads (`check_options`).
 Likelihood scores come from `vaelab.use.ood_scores` (`nll_scores`, `auroc`).
 """
@@ -145,12 +146,12 @@ def _check_ood(options: dict[str, Any]) -> None:
         corrupt(torch.zeros(1), (0.0, 1.0), kind=options["corruption"], amount=0.0, generator=torch.Generator())  # names the valid ones
 
 
-@OBJECTIVES.register("params", direction="minimize", trained=False, unit="parameters", doc="number of trainable parameters")
+@OBJECTIVES.register("params", direction="minimize", trained=False, unit="parameters", scale="log", doc="number of trainable parameters")
 def params(ctx: TrialContext) -> float:
     return float(ctx.model.num_parameters())
 
 
-@OBJECTIVES.register("latency", direction="minimize", trained=False, unit="ms", doc="median milliseconds for encode+decode of one batch (options: batch, repeats)")
+@OBJECTIVES.register("latency", direction="minimize", trained=False, unit="ms", scale="log", doc="median milliseconds for encode+decode of one batch (options: batch, repeats)")
 @torch.no_grad()
 def latency(ctx: TrialContext, *, batch: int = 64, repeats: int = 5) -> float:
     x, y = _val(ctx, batch)

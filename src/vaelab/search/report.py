@@ -17,9 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 from vaelab.core.errors import ConfigError
 from vaelab.search.hypervolume import hypervolume
 from vaelab.search.runner import SPACE_NAME, UNITS_ATTR, open_study
-from vaelab.search.sampler import PREDICTED_ATTR, trial_generation
+from vaelab.search.sampler import PREDICTED_ATTR, generation_quality, trial_generation
 from vaelab.search.space import SearchSpace, load_space
-from vaelab.search.surrogate import non_domination_rank, prediction_quality, to_minimise
+from vaelab.search.surrogate import non_domination_rank, to_minimise
 from vaelab.search.trials import OUTCOME, outcome, tally
 
 SEED000_COLUMNS = ("latent_dim", "mid_layer", "loss", "OOD")
@@ -72,7 +72,7 @@ def search_report(folder: str | Path, storage: str | None = None) -> SearchRepor
         lo, hi = allv.min(axis=0), allv.max(axis=0)
         hv = hypervolume_curve(vals, lo, hi)
         figures += [_plot_fronts(folder / "pareto_fronts.png", gens, by_gen, labels, directions), _plot_hv(folder / "hypervolume.png", gens, hv)]
-    quality = _quality(gens, by_gen, labels)
+    quality = generation_quality(trials, labels, pop)
     quality_csv = folder / "surrogate_quality.csv"
     _write_rows(quality_csv, quality, ["generation", "n"] + [f"{m}_{lab}" for lab in labels for m in ("mae", "tau")])
     pareto = _pareto(done, directions, labels, space)
@@ -90,21 +90,6 @@ def _pareto(done: list[FrozenTrial], directions, labels, space: SearchSpace) -> 
     return [{"trial": t.number, "genes": t.params, "objectives": dict(zip(labels, t.values)),
              "layers": t.user_attrs.get("layers"), "run_dir": t.user_attrs.get("run_dir"),
              "units": t.user_attrs.get(UNITS_ATTR) or {}} for t in front]
-
-
-def _quality(gens: list[int], by_gen: list[list[FrozenTrial]], labels: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for g, ts in zip(gens, by_gen):
-        chosen = [t for t in ts if t.user_attrs.get(PREDICTED_ATTR)]
-        if len(chosen) < 2:
-            continue
-        pred = np.array([[t.user_attrs[PREDICTED_ATTR][lab] for lab in labels] for t in chosen], dtype=float)
-        q = prediction_quality(pred, np.array([t.values for t in chosen], dtype=float))
-        row: dict[str, Any] = {"generation": g, "n": len(chosen)}
-        for i, lab in enumerate(labels):
-            row[f"mae_{lab}"], row[f"tau_{lab}"] = q["mae"][i], q["tau"][i]
-        rows.append(row)
-    return rows
 
 
 def trial_rows(space: SearchSpace, trials: list[FrozenTrial]) -> tuple[list[dict[str, Any]], list[str]]:

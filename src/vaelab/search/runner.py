@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -24,14 +25,15 @@ from vaelab.core.errors import ConfigError, TrainingError, VaelabError
 from vaelab.data import DataBundle, load_data
 from vaelab.search.objectives import OBJECTIVES, TrialContext, evaluate_objectives, objective_units
 from vaelab.search.pruning import CURVE_ATTR, EpochPruner, make_pruner, optuna_quiet
-from vaelab.search.sampler import PREDICTED_ATTR, make_sampler, predicted_for
-from vaelab.search.space import SearchSpace, load_space, space_to_yaml, suggest
+from vaelab.search.sampler import PREDICTED_ATTR, draw, generation_quality, make_sampler, predicted_for
+from vaelab.search.space import SearchSpace, distributions, load_space, space_to_yaml, suggest
 from vaelab.search.storage import (STORAGE_NOTE, Heartbeat, HeartbeatThread, fail_dead_trials, heartbeat_enabled, host_id,
                                    open_storage, owner_attrs, redact)
 from vaelab.search.trials import (KEY_ATTR, OUTCOME, Requeue, config_key, counts, genes_key, tally, twin, undeclared_below,
                                   used_before)
 
 SPACE_NAME = "search.yaml"
+STUCK = 3  # proposals in a row that train nothing before a worker's next trial is drawn at random
 FINGERPRINT_ATTR = "space_fingerprint"
 UNITS_ATTR = "objective_units"  # label -> unit of that objective's value for the trial (likelihood, weights)
 
@@ -133,6 +135,7 @@ def run_search(source: str | Path | SearchSpace, *, out: str | Path | None = Non
     with stage(f"search {space.name}: trials", budget, unit="trials", enabled=not quiet):
         advance(min(budget, budget_used(study)))  # a resumed search starts where it stopped
         w.run(budget)
+    w.report_surrogate(final=True)
     return SearchResult(folder, space.name, tally(study.get_trials(deepcopy=False)), sorted(set(requeue.failed)))
 
 
@@ -144,6 +147,7 @@ class _Worker:
         self.pruner, self.requeue, self.log = pruner, requeue, log
         self.poll = min(1.0, float(space.search.heartbeat_interval))  # seconds between looks at others' trials
         self.cache: dict[str, Any] = {}  # shared by the objectives of every trial (OOD data loaded once)
+        self.printed: set[int] = set()  # generations whose surrogate quality was printed
 
     def trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
@@ -174,6 +178,8 @@ class _Worker:
                 print(f"stopping: the last {idle} trials proposed genes that were invalid or already trained; the space "
                       "looks exhausted", file=self.log)
                 return
+            if idle and idle % STUCK == 0:
+                self.unstick(idle)
             with stage("trial", summary=False):  # a row on a terminal; takes the progress of the work inside it
                 trained = self.one(budget)
             idle = 0 if trained else idle + 1
@@ -204,8 +210,26 @@ class _Worker:
                 self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             raise
         self.study.tell(trial, values, state=state, skip_if_finished=True)
+        predicted = trial.user_attrs.get(PREDICTED_ATTR) if state == TrialState.COMPLETE else None
+        if predicted:
+            note += "   (surrogate predicted " + ", ".join(f"{k} {v:.4g}" for k, v in predicted.items()) + ")"
         print(f"trial {trial.number}: {note}", file=self.log)
+        self.report_surrogate()
         return trial.user_attrs.get(OUTCOME) in ("trained", "pruned", "failed")
+
+    def report_surrogate(self, final: bool = False) -> None:
+        """Print the surrogate's Kendall tau of each generation once all `population` of its trials are trained (at
+        the end of the run, of every generation not yet printed)."""
+        if getattr(self.study.sampler, "vaelab_children", None) is None:
+            return
+        labels, pop = self.space.labels(), self.space.search.population
+        for q in generation_quality(self.trials(), labels, pop):
+            if q["generation"] in self.printed or (q["n"] < pop and not final):
+                continue
+            self.printed.add(q["generation"])
+            print(f"surrogate, generation {q['generation']} ({q['n']} pre-screened trials trained): Kendall tau predicted vs "
+                  "trained " + ", ".join(f"{lab} {_tau(q['tau_' + lab])}" for lab in labels) + " (1 = same order; a "
+                  "measured objective is exact)", file=self.log)
 
     def decide(self, trial: optuna.Trial, budget: int) -> tuple[TrialState, list[float] | None, str]:
         genes = suggest(trial, self.space)
@@ -235,6 +259,17 @@ class _Worker:
             return self.end(trial, "invalid", TrialState.PRUNED, reason=f"{type(e).__name__}: {e}")
         return self.train(trial, genes, cfg)
 
+    def unstick(self, idle: int) -> None:
+        """The last `idle` proposals trained nothing (no model, or a config already trained). A sampler that learns only
+        from trained trials (GPSampler) would propose the same region forever: the next trial gets genes drawn at
+        random (seeded by the search and the trial count)."""
+        number = len(self.trials())
+        rng = np.random.RandomState((self.space.search.seed * 1_000_003 + number) % 2**32)
+        genes = {name: draw(d, rng) for name, d in distributions(self.space).items()}
+        self.study.enqueue_trial(genes, user_attrs={"drawn_after_idle": idle})
+        print(f"the last {idle} proposals trained nothing (invalid or already trained); trial {number} draws its genes "
+              "at random", file=self.log)
+
     def end(self, trial, outcome: str, state: TrialState | None = None, reason: str | None = None):
         trial.set_user_attr(OUTCOME, outcome)
         if reason is not None:
@@ -255,24 +290,23 @@ class _Worker:
             time.sleep(self.poll)
             self.reap()
 
-    def measure(self, genes: dict[str, Any]) -> dict[int, float] | None:
-        """The objectives that need no training (index: value) on the untrained model of `genes`; None when the
-        genes give no model. The surrogate pre-screening uses these instead of predictions."""
+    def measure(self, genes: dict[str, Any]) -> tuple[str, dict[int, float]] | None:
+        """(config key, {index: value} of the objectives that need no training, on the untrained model of `genes`);
+        None when the genes give no model. The surrogate pre-screening uses these instead of predictions."""
         import torch
 
         from vaelab.model.build import build_model
 
         untrained = [(i, o) for i, o in enumerate(self.space.objectives) if not OBJECTIVES.entry(o.name).meta.get("trained", True)]
-        if not untrained:
-            return {}
         with torch.random.fork_rng():  # building initialises weights from the global generator: leave it as it was
             try:
-                cfg = load_config(self.space.trial_config(genes, tuple(self.bundle.shape)))
+                raw = self.space.trial_config(genes, tuple(self.bundle.shape))
+                cfg = load_config(raw)
                 model = build_model(cfg.model, self.bundle.spec)
             except VaelabError:
                 return None
             ctx = TrialContext(model.eval(), cfg, self.bundle, [], seed=cfg.seed, cache=self.cache)
-            return {i: float(OBJECTIVES.get(o.name)(ctx, **o.options())) for i, o in untrained}
+            return config_key(raw), {i: float(OBJECTIVES.get(o.name)(ctx, **o.options())) for i, o in untrained}
 
     def config(self, trial: optuna.Trial, raw: dict[str, Any]) -> Config:
         """The trial's config, its model built once as `vaelab check` does: invalid genes never reach training."""
@@ -320,3 +354,7 @@ class _Worker:
         self.end(trial, "trained")
         shown = ", ".join(f"{k} {v:.4g}" for k, v in zip(self.space.labels(), values))
         return TrialState.COMPLETE, values, f"{genes} -> {shown}"
+
+
+def _tau(t: float) -> str:
+    return "n/a (equal values)" if math.isnan(t) else f"{t:+.2f}"

@@ -24,6 +24,7 @@ from vaelab.core.registry import Registry
 
 # Filled by vaelab.search.sampler (imported on the first lookup), which needs this module's SearchSpace.
 SAMPLERS: Registry = Registry("sampler", populate="vaelab.search.sampler")
+SCREENS: Registry = Registry("surrogate screen", populate="vaelab.search.sampler")
 
 
 class Strict(BaseModel):
@@ -114,7 +115,13 @@ class ObjectiveSpec(BaseModel):
 class SurrogateSpec(Strict):
     enabled: bool = True
     model: str = "random_forest"
-    keep_fraction: float = Field(0.5, gt=0, le=1, description="share of the candidates trained (seed 000's N//2 is 0.5)")
+    screen: str = Field("hvi", description="how candidates are chosen, from vaelab.search.sampler.SCREENS: hvi, rank")
+    pool: int = Field(30, ge=1, description="screen hvi: candidate children bred per generation, times population")
+    random_share: float = Field(0.5, ge=0, le=1, description="screen hvi: share of the candidate pool drawn uniformly from the "
+                                "space instead of bred from the parents (exploration)")
+    kappa: float = Field(1.0, ge=0, description="screen hvi: optimism, predicted mean minus kappa standard deviations")
+    keep_fraction: float = Field(0.5, gt=0, le=1, description="screen rank: share of the candidates trained (seed 000's "
+                                 "N//2 is 0.5)")
     min_trials: int | None = Field(None, ge=2, description="finished trials before the surrogate is used; default population")
 
 
@@ -144,6 +151,8 @@ class SearchSettings(Strict):
 
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler: {_unknown(SAMPLERS, self.sampler)}")
+        if self.surrogate.screen not in SCREENS:
+            raise ValueError(f"surrogate.screen: {_unknown(SCREENS, self.surrogate.screen)}")
         if self.grace_period <= self.heartbeat_interval:
             raise ValueError(f"grace_period ({self.grace_period}) must exceed heartbeat_interval ({self.heartbeat_interval}); "
                              "about 4 heartbeats is safe")

@@ -1,6 +1,7 @@
-"""Surrogate pre-screening (seed 000's predictor): one scikit-learn regressor per objective predicts each
-candidate child's objectives from its genes; candidates are ranked by predicted non-domination rank, then
-crowding distance, and only the best share is trained.
+"""Surrogate pre-screening: one scikit-learn regressor per objective predicts each candidate child's objectives
+(mean and spread) from its genes. Two ways to choose what is trained (registry `SCREENS` in vaelab.search.sampler):
+`hvi`, the optimistic hypervolume improvement of SMS-EGO (Ponweiser et al. 2008), and `rank`, seed 000's
+predicted non-domination rank then crowding distance.
 
 Non-dominated sorting and crowding distance are written here (Deb et al. 2002) because Optuna's are private
 functions over trials, and these run on plain predicted arrays.
@@ -19,28 +20,38 @@ from vaelab.core.registry import Registry
 SURROGATES: Registry[Callable[[int], Any]] = Registry("surrogate model")
 
 
-@SURROGATES.register("random_forest", doc="RandomForestRegressor(200 trees)")
+def _tree_spread(reg, features: np.ndarray) -> np.ndarray:
+    """Standard deviation of the trees' predictions: the forest's own uncertainty."""
+    return np.std(np.stack([t.predict(features) for t in reg.estimators_]), axis=0)
+
+
+def _gp_spread(reg, features: np.ndarray) -> np.ndarray:
+    return reg.predict(features, return_std=True)[1]
+
+
+@SURROGATES.register("random_forest", doc="RandomForestRegressor(200 trees); spread of the trees", spread=_tree_spread)
 def _rf(seed: int):
     from sklearn.ensemble import RandomForestRegressor
 
     return RandomForestRegressor(n_estimators=200, min_samples_leaf=1, random_state=seed)
 
 
-@SURROGATES.register("extra_trees", doc="ExtraTreesRegressor(200 trees)")
+@SURROGATES.register("extra_trees", doc="ExtraTreesRegressor(200 trees); spread of the trees", spread=_tree_spread)
 def _et(seed: int):
     from sklearn.ensemble import ExtraTreesRegressor
 
     return ExtraTreesRegressor(n_estimators=200, random_state=seed)
 
 
-@SURROGATES.register("decision_tree", doc="seed 000's DecisionTreeRegressor with default settings")
+@SURROGATES.register("decision_tree", doc="seed 000's DecisionTreeRegressor with default settings; no spread")
 def _dt(seed: int):
     from sklearn.tree import DecisionTreeRegressor
 
     return DecisionTreeRegressor(random_state=seed)
 
 
-@SURROGATES.register("gaussian_process", doc="GaussianProcessRegressor on standardised genes (Matern + noise)")
+@SURROGATES.register("gaussian_process", doc="GaussianProcessRegressor on standardised genes (Matern + noise); posterior std",
+                     spread=_gp_spread)
 def _gp(seed: int):
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import Matern, WhiteKernel
@@ -146,12 +157,51 @@ class Surrogate:
             raise RuntimeError("Surrogate.predict before fit")
         return np.stack([reg.predict(features) for reg in self._fitted], axis=1)
 
+    def spread(self, features: np.ndarray) -> np.ndarray:
+        """(N, F) -> (N, M) the model's standard deviation of each prediction (zeros for a model without one)."""
+        if not self._fitted:
+            raise RuntimeError("Surrogate.spread before fit")
+        fn = SURROGATES.entry(self.model).meta.get("spread")
+        if fn is None:
+            return np.zeros((len(features), len(self._fitted)))
+        return np.stack([fn(reg, features) for reg in self._fitted], axis=1)
+
 
 def select(surrogate: Surrogate, features: np.ndarray, directions: Sequence[str], keep: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices of the `keep` best candidates, best first; their predicted values (keep, M))."""
     pred = surrogate.predict(features)
     order = rank_candidates(to_minimise(pred, directions))[:keep]
     return order, pred[order]
+
+
+# ------------------------------------------------------------------ optimistic hypervolume improvement
+def hypervolume_improvement(points: np.ndarray, front: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Hypervolume each row of `points` (N, M) would add to `front` (K, M), all minimised, up to `reference`.
+
+    HVI(p) = vol([p, ref]) - HV({max(p, f) : f in front}): the box p dominates less the part the front already has."""
+    from vaelab.search.hypervolume import hypervolume
+
+    out = np.zeros(len(points))
+    for i, p in enumerate(points):
+        if np.any(p >= reference):
+            continue
+        box = float(np.prod(reference - p))
+        out[i] = box - (hypervolume(np.maximum(front, p), reference) if len(front) else 0.0)
+    return np.maximum(out, 0.0)
+
+
+def sms_scores(optimistic: np.ndarray, front: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """SMS-EGO's infill score (Ponweiser et al. 2008) of each optimistic point (N, M; mean - kappa * std, minimised):
+    its hypervolume improvement when positive; otherwise minus how far it must still move to leave the region the
+    front dominates (the largest over dominating points of their smallest gap) and to get inside the reference
+    box, so that candidates that add nothing are still ordered by how close they come."""
+    hvi = hypervolume_improvement(optimistic, front, reference)
+    gap = np.zeros(len(optimistic))
+    if len(front):
+        diff = optimistic[:, None, :] - front[None, :, :]  # (N, K, M): >= 0 everywhere when front point k dominates
+        gap = np.maximum(np.max(np.min(diff, axis=2), axis=1), 0.0)
+    gap += np.maximum(optimistic - reference, 0.0).max(axis=1)
+    return np.where(hvi > 0, hvi, -gap)
 
 
 # ------------------------------------------------------------------ quality per generation
