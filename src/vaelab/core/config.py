@@ -298,6 +298,18 @@ class TrainConfig(Strict):
             raise ValueError(f"train.batch_size must be >= 1 or auto, got {v}")
         return v
 
+    channels_last: bool = Field(False, description="keep 4-D image batches and conv weights in channels-last memory "
+                                "format (slower on this project's CPU: benchmarks/bench_train_conv.py)")
+    threads: int | Literal["auto"] = Field("auto", description="torch threads: auto = one per CPU that other processes "
+                                           "leave free (re-measured while training), or a fixed count")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, v: int | str) -> int | str:
+        if v != "auto" and v < 1:
+            raise ValueError(f"train.threads must be >= 1 or auto, got {v}")
+        return v
+
 
 class Config(Strict):
     name: str = "vae"
