@@ -23,6 +23,7 @@ import torch
 
 from vaelab.core.config import load_config
 from vaelab.data.base import ArrayData, ArraySplit, DataBundle
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.training.memory import GB, cuda_measure, max_batch_for
 from vaelab.training.trainer import Trainer
@@ -44,7 +45,7 @@ def samples_per_s(base: int, size: int, batch: int, epochs: int, device: torch.d
     cfg = config(base, device.type, batch_size=batch, **train)
     x = torch.rand(batch * 8, 3, size, size)
     bundle = DataBundle(ArraySplit(ArrayData(x)), None, None, (3, size, size), (0.0, 1.0), None, "random")
-    model = build_model(cfg.model, bundle.shape, value_range=bundle.value_range)
+    model = build_model(cfg.model, bundle.spec)
     trainer = Trainer(cfg, tmp / f"{size}-{'-'.join(map(str, train.values()))}", bundle, model, device)
     if cfg.train.compile:
         from vaelab.training.compile import compile_and_warm_up
@@ -89,12 +90,12 @@ def tiled_decode(base: int, side: int, tile: int, device: torch.device) -> None:
 
     cfg = load_config({"model": {"preset": "seed001-sd", "preset_args": {"base": base, "downsample": 8}, "input_shape": [3, 64, 64]}})
     torch.manual_seed(0)
-    model = build_model(cfg.model, (3, 64, 64), value_range=(-1.0, 1.0)).to(device).eval()
+    model = build_model(cfg.model, DataSpec((3, 64, 64), (-1.0, 1.0))).to(device).eval()
     z = torch.randn(1, 4, side // 8, side // 8, device=device)
     results = {}
     for name, fn in (("tiled (exact statistics)", lambda: tiled_decode_logits(model, z, tile=tile, overlap=tile // 4, stats="exact")),
                      ("tiled (estimate)", lambda: tiled_decode_logits(model, z, tile=tile, overlap=tile // 4, stats="estimate")),
-                     ("untiled", lambda: model.logits_from_units(z))):
+                     ("untiled", lambda: model.decoder_output(z))):
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()

@@ -47,13 +47,13 @@ def child(run: str, case: str, size: int, tile: int, overlap: int, out: str) -> 
 
     r = open_run(run)
     model = r.model.eval()
-    lo, hi = tuple(r.data_meta.get("value_range") or (0.0, 1.0))
+    lo, hi = r.data_spec.value_range
     x = torch.from_numpy(large_photo(size).copy()).permute(2, 0, 1)[None].float() / 255.0 * (hi - lo) + lo
     base = peak_mb()  # the interpreter, torch, the model and the input image
     t = time.perf_counter()
     with torch.no_grad():
         if case == "untiled":
-            y = model.activate(model.logits_from_units(model.encode(x).mean))
+            y = model.likelihood.mean(model.decoder_output(model.encode(x).mean))
         else:
             y = tiled_reconstruct(model, x, tile=tile, overlap=overlap, stats=case.split("/")[1])
     seconds = time.perf_counter() - t

@@ -74,7 +74,7 @@ def make_trainer(name: str, x: torch.Tensor, vr, run_dir: Path, **train) -> Trai
                                  "figures": False, "device": "cpu", **train}})
     bundle = DataBundle(ArraySplit(ArrayData(x)), None, None, tuple(x.shape[1:]), vr, None, name)
     torch.manual_seed(0)
-    model = build_model(cfg.model, bundle.shape, value_range=vr)
+    model = build_model(cfg.model, bundle.spec)
     return Trainer(cfg, run_dir, bundle, model, torch.device("cpu"))
 
 
@@ -95,7 +95,7 @@ def plain_step_fn(name: str, model):
         post = model.encode(x)
         z = post.mean + torch.randn_like(post.mean) * torch.exp(0.5 * post.logvar)
         out = model.decoder(z)
-        rec = F.binary_cross_entropy_with_logits(out, x) if bce else F.mse_loss(torch.tanh(out), x)
+        rec = F.binary_cross_entropy_with_logits(out, x) if bce else F.mse_loss(model.likelihood.mean(out), x)
         kl = 0.5 * (post.mean.pow(2) + post.logvar.exp() - 1 - post.logvar).mean()
         return rec + kl_w * kl
 

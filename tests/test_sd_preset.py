@@ -4,6 +4,7 @@ import torch
 
 from vaelab.core.config import load_config
 from vaelab.core.errors import ConfigError
+from vaelab.data.spec import DataSpec
 from vaelab.model.build import build_model
 from vaelab.training.runs import read_metrics
 from vaelab.training.trainer import train
@@ -11,7 +12,7 @@ from vaelab.training.trainer import train
 
 def _model(**args):
     cfg = load_config({"model": {"preset": "seed001-sd", "preset_args": args, "input_shape": [3, 32, 32]}})
-    return build_model(cfg.model, (3, 32, 32), value_range=(-1.0, 1.0))
+    return build_model(cfg.model, DataSpec((3, 32, 32), (-1.0, 1.0)))
 
 
 @pytest.mark.parametrize("f", [2, 4, 8, 16])

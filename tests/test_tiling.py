@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from vaelab.cli import app
 from vaelab.core.config import load_config
 from vaelab.core.errors import DataError
+from vaelab.data.spec import DataSpec
 from vaelab.layers.attention import SpatialSelfAttention
 from vaelab.layers.blocks import ResidualBlock
 from vaelab.model.build import build_model
@@ -53,7 +54,7 @@ def test_exact_statistics_reproduce_the_untiled_network(kind):
     with torch.no_grad():
         ref = net(x)
         errs = {mode: (run_tiles(StatSites(net), (40, 48), 24, 12, 1, mode, lambda r: net(x[..., r.y0:r.y1, r.x0:r.x1]),
-                                 Fraction(1), ref.shape) - ref).abs().max().item() for mode in ("tile", "estimate", "exact")}
+                                 Fraction(1), ref.shape[-2:]) - ref).abs().max().item() for mode in ("tile", "estimate", "exact")}
     assert errs["tile"] > 0.05
     assert errs["exact"] < 1e-4 if kind != "blocks" else errs["exact"] < 0.02 * errs["tile"]
     assert errs["estimate"] <= errs["tile"]
@@ -63,7 +64,7 @@ def _model(downsample: int = 4, base: int = 8):
     cfg = load_config({"model": {"preset": "seed001-sd", "preset_args": {"base": base, "downsample": downsample},
                                  "input_shape": [3, 32, 32]}})
     torch.manual_seed(0)
-    return build_model(cfg.model, (3, 32, 32), value_range=(-1.0, 1.0)).eval()
+    return build_model(cfg.model, DataSpec((3, 32, 32), (-1.0, 1.0))).eval()
 
 
 def test_one_tile_is_the_untiled_model_and_hooks_are_removed():
@@ -71,10 +72,10 @@ def test_one_tile_is_the_untiled_model_and_hooks_are_removed():
     x = torch.rand(1, 3, 48, 40) * 2 - 1
     with torch.no_grad():
         post = model.encode(x)
-        ref = model.activate(model.logits_from_units(post.mean))
+        ref = model.likelihood.mean(model.decoder_output(post.mean))
     mean, logvar, size = tiled_posterior(model, x, tile=64)
     assert size == (48, 40) and torch.allclose(mean, post.mean, atol=1e-5) and torch.allclose(logvar, post.logvar, atol=1e-5)
-    assert torch.allclose(model.activate(tiled_decode_logits(model, post.mean, tile=64)), ref, atol=1e-5)
+    assert torch.allclose(model.likelihood.mean(tiled_decode_logits(model, post.mean, tile=64)), ref, atol=1e-5)
     assert all(not m._forward_hooks for m in model.modules())
 
 
@@ -102,7 +103,7 @@ def test_bad_tiles_are_refused_with_the_fix():
 
 def test_vector_latent_is_refused_with_the_reason(tiny):
     cfg = load_config(tiny())
-    model = build_model(cfg.model, (1, 8, 8), value_range=(0.0, 1.0))
+    model = build_model(cfg.model, DataSpec((1, 8, 8)))
     with pytest.raises(TilingError, match="vector latent"):
         tiled_posterior(model, torch.rand(1, 1, 32, 32), tile=16)
     with pytest.raises(DataError):

@@ -55,7 +55,7 @@ class Image:
 
 
 def _scale_of(run: Run) -> tuple[float, float]:
-    return tuple(run.data_meta.get("value_range") or (0.0, 1.0))
+    return tuple(run.data_spec.value_range)
 
 
 def folder_images(run: Run, folder: str | Path, *, limit: int | None = None, warn=None) -> list[Image]:
@@ -113,7 +113,7 @@ def reconstruct_tiled(run: Run, images: list[Image], out_dir: Path, tiling: Tili
     for im in images:
         mean, _, (h, w) = tiled_posterior(model, im.x[None], c, tile=t.tile, overlap=t.overlap, stats=t.stats)
         logits = tiled_decode_logits(model, mean, c, tile=t.tile, overlap=t.overlap, stats=t.stats)
-        r = model.activate(logits)[..., :h, :w]
+        r = model.likelihood.mean(logits)[..., :h, :w]
         files += write_item_images(out_dir, [im.name], r, _scale_of(run))
         sq += float((r[0] - im.x).pow(2).sum())
         n += im.x.numel()
@@ -156,7 +156,7 @@ def decode_tiled(run: Run, latents: Path, out_dir: Path, tiling: Tiling, *, labe
     out_dir = Path(out_dir)
     for name, z, size in _read_latents(Path(latents), model.latent_shape[0]):
         logits = tiled_decode_logits(model, z[None] / model.latent_scale, c, tile=t.tile, overlap=t.overlap, stats=t.stats)
-        x = model.activate(logits)
+        x = model.likelihood.mean(logits)
         if size is not None:
             x = x[..., : size[0], : size[1]]
         write_npy((out_dir / name).with_suffix(".npy"), x[0])

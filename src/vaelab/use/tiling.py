@@ -128,7 +128,7 @@ def _scale_span(s: Span, scale: Fraction) -> Span:
 
 
 def run_tiles(sites: StatSites, domain: tuple[int, int], tile: int, overlap: int, align: int, stats: str,
-              fn: Callable[[Rect], Tensor], scale: Fraction, out_shape: tuple[int, ...]) -> Tensor:
+              fn: Callable[[Rect], Tensor], scale: Fraction, out_hw: tuple[int, int]) -> Tensor:
     """Run fn on every tile of `domain` (after the statistics passes of mode `stats`) and blend the outputs.
 
     fn(tile rect in domain units) -> (B, C, h*scale, w*scale); the output grid is the domain times `scale`
@@ -146,8 +146,8 @@ def run_tiles(sites: StatSites, domain: tuple[int, int], tile: int, overlap: int
             sites.set_tile(rect, core)
             y = fn(rect)
             if out is None:  # on the model's device
-                out = y.new_zeros(out_shape)
-                weight = torch.zeros(out_shape[-2:], dtype=torch.float64, device=y.device)
+                out = y.new_zeros((*y.shape[:2], *out_hw))  # (B, channels of fn's output, H*scale, W*scale)
+                weight = torch.zeros(out_hw, dtype=torch.float64, device=y.device)
             oy, ox = _scale_span(sy, scale), _scale_span(sx, scale)
             w = torch.outer(ramp(oy), ramp(ox)).to(y.device)  # (h*scale, w*scale), float64
             out[..., oy.start:oy.end, ox.start:ox.end] += y * w.to(y.dtype)
@@ -206,14 +206,15 @@ def tiled_posterior(model, x: Tensor, c: Tensor | None = None, *, tile: int = DE
         post = model.encode(xp[..., r.y0:r.y1, r.x0:r.x1], c)
         return torch.cat([post.mean, post.logvar], dim=1)
 
-    both = run_tiles(sites, (hp, wp), tile, overlap, f, stats, run, Fraction(1, f), (x.shape[0], 2 * lc, hp // f, wp // f))
+    both = run_tiles(sites, (hp, wp), tile, overlap, f, stats, run, Fraction(1, f), (hp // f, wp // f))
     return both[:, :lc], both[:, lc:], size
 
 
 @torch.no_grad()
 def tiled_decode_logits(model, z_units: Tensor, c: Tensor | None = None, *, tile: int = DEFAULT_TILE,
                         overlap: int | None = None, stats: str = DEFAULT_STATS) -> Tensor:
-    """Decoder output before the output activation for latents in decoder units (B, C, h, w) of any size.
+    """The decoder's output (the likelihood's parameters, before its mean) for latents in decoder units
+    (B, C, h, w) of any size.
 
     `tile` and `overlap` are in output pixels (multiples of f), as for encoding."""
     f = downsampling_factor(model)
@@ -222,14 +223,13 @@ def tiled_decode_logits(model, z_units: Tensor, c: Tensor | None = None, *, tile
     if z_units.dim() != 4 or z_units.shape[1] != model.latent_shape[0]:
         raise DataError(f"latents have shape {tuple(z_units.shape[1:])} per item; this model's latents have "
                         f"{model.latent_shape[0]} channels: (C={model.latent_shape[0]}, h, w)")
-    b, _, h, w = z_units.shape
+    h, w = z_units.shape[-2:]
     sites = StatSites(model.decoder)
-    out_c = model.input_shape[0]
 
     def run(r: Rect) -> Tensor:
-        return model.logits_from_units(z_units[..., r.y0:r.y1, r.x0:r.x1], c)
+        return model.decoder_output(z_units[..., r.y0:r.y1, r.x0:r.x1], c)
 
-    return run_tiles(sites, (h, w), tile // f, overlap // f, 1, stats, run, Fraction(f), (b, out_c, h * f, w * f))
+    return run_tiles(sites, (h, w), tile // f, overlap // f, 1, stats, run, Fraction(f), (h * f, w * f))
 
 
 @torch.no_grad()
@@ -237,8 +237,8 @@ def tiled_reconstruct(model, x: Tensor, c: Tensor | None = None, *, tile: int = 
                       stats: str = DEFAULT_STATS) -> Tensor:
     """decode(encode(x).mean) tile by tile, cropped back to x's size: (B, C, H, W)."""
     mean, _, (h, w) = tiled_posterior(model, x, c, tile=tile, overlap=overlap, stats=stats)
-    logits = tiled_decode_logits(model, mean, c, tile=tile, overlap=overlap, stats=stats)
-    return model.activate(logits)[..., :h, :w]
+    params = tiled_decode_logits(model, mean, c, tile=tile, overlap=overlap, stats=stats)
+    return model.likelihood.mean(params)[..., :h, :w]
 
 
 def _check_image(model, x: Tensor) -> None:
