@@ -20,6 +20,7 @@ from vaelab.core.overrides import apply_override, format_errors, read_yaml  # no
 from vaelab.core.quant_config import QuantizeConfig
 from vaelab.core.ranges import check_device, check_scheduler_kwargs
 from vaelab.core.vocab import (
+    ADVERSARIAL_LOSSES,
     CONDITIONS,
     KL_SCHEDULES,
     LIKELIHOODS,
@@ -196,6 +197,20 @@ def renamed_keys(data: Any, renames: dict[str, str], section: str) -> Any:
     return data
 
 
+class AdversarialConfig(Strict):
+    """A PatchGAN discriminator's loss as a term (the latent-diffusion autoencoder's recipe, Rombach et al. 2022):
+    weight x adaptive weight x generator loss, from optimizer step `start_step` on."""
+
+    weight: float = Field(0.5, ge=0, description="the term's weight (LDM's disc_weight), times the adaptive weight")
+    start_step: int = Field(0, ge=0, description="optimizer steps before the term and the discriminator start")
+    loss: registered(ADVERSARIAL_LOSSES) = Field("hinge", description="hinge or non_saturating")
+    adaptive: bool = Field(True, description="scale by |grad recon| / |grad adversarial| at the decoder's last layer")
+    lr: float | None = Field(None, gt=0, description="the discriminator's Adam learning rate (default train.lr)")
+    betas: tuple[float, float] = Field((0.5, 0.9), description="the discriminator's Adam betas")
+    layers: int = Field(3, ge=1, le=6, description="stride-2 conv layers of the PatchGAN (its receptive field)")
+    channels: int = Field(64, ge=1, le=1024, description="width of its first layer (doubling per layer, up to 8x)")
+
+
 class LossConfig(Strict):
     """total = alpha*recon + kl_weight*schedule*KL + ssim*ssim_weight*(1-SSIM) + sparse*lambd*mean|mu|
     + the weights in extra_terms; each term is registered in vaelab.training.losses."""
@@ -213,6 +228,7 @@ class LossConfig(Strict):
     kl_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     extra_terms: dict[str, float] = Field(default_factory=dict, description="{term: weight} for registered loss "
                                           "terms without a key of their own")
+    adversarial: AdversarialConfig | None = Field(None, description="a PatchGAN discriminator term (images only)")
 
     @model_validator(mode="before")
     @classmethod
