@@ -263,7 +263,7 @@ def _needs_rgb_or_grey_images(shape: tuple[int, ...]) -> str | None:
 
 
 @loss_term("adversarial", weight=lambda lc: lc.adversarial.weight if lc.adversarial is not None else None,
-           key="loss.adversarial.weight", check=_needs_rgb_or_grey_images,
+           key="loss.adversarial", check=_needs_rgb_or_grey_images,
            doc="PatchGAN generator loss x the adaptive weight, from loss.adversarial.start_step (training/adversarial.py)")
 def _adversarial_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
     return o.critic.generator_term(out, x)
