@@ -22,10 +22,10 @@ CPU = torch.device("cpu")
 
 
 def _output(requires_grad: bool = False):
-    """A batch of 3 images (1, 12, 12) in [0, 1] with decoder logits and a (3, 4) posterior."""
+    """A batch of 3 images (1, 16, 16) in [0, 1] with decoder logits and a (3, 4) posterior (16 px: LPIPS's least)."""
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(3, 1, 12, 12, generator=g)
-    logits = torch.randn(3, 1, 12, 12, generator=g).requires_grad_(requires_grad)
+    x = torch.rand(3, 1, 16, 16, generator=g)
+    logits = torch.randn(3, 1, 16, 16, generator=g).requires_grad_(requires_grad)
     mean = torch.randn(3, 4, generator=g).requires_grad_(requires_grad)
     logvar = (0.1 * torch.randn(3, 4, generator=g)).requires_grad_(requires_grad)
     out = SimpleNamespace(x_logits=logits, x_hat=torch.sigmoid(logits), posterior=DiagonalGaussian(mean, logvar))
@@ -41,6 +41,13 @@ def _options(name: str) -> LossOptions:
         torch.manual_seed(0)
         critic = Critic(AdversarialConfig(adaptive=False, layers=1, channels=4), 1, None, None, 1e-3, CPU)
         return LossOptions(critic=critic)
+    if name == "perceptual":  # random weights under the real files' key names (nothing may download)
+        from vaelab.training.perceptual import LPIPS, vgg16_features
+
+        torch.manual_seed(0)
+        backbone = vgg16_features().state_dict()
+        linear = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 128, 256, 512, 512))}
+        return LossOptions(perceptual=LPIPS(backbone, linear, (0, 1)))
     return LossOptions()
 
 

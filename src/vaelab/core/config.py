@@ -211,6 +211,24 @@ class AdversarialConfig(Strict):
     channels: int = Field(64, ge=1, le=1024, description="width of its first layer (doubling per layer, up to 8x)")
 
 
+class PerceptualConfig(Strict):
+    """LPIPS (VGG) as a loss term, from weights already on disk (training/perceptual.py); nothing downloads."""
+
+    weight: float = Field(1.0, ge=0, description="the term's weight")
+    backbone: Path | None = Field(None, description="a local VGG16 state dict (torchvision's vgg16-397923af.pth)")
+    linear: Path | None = Field(None, description="a local LPIPS linear-head file (lpips' weights/v0.1/vgg.pth)")
+
+    @model_validator(mode="after")
+    def _weights_given(self) -> "PerceptualConfig":
+        missing = [k for k in ("backbone", "linear") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"loss.perceptual needs LPIPS weights you have locally and vaelab downloads none: set "
+                             + " and ".join(f"loss.perceptual.{k}" for k in missing)
+                             + " (backbone: torchvision's VGG16 state dict; linear: lpips' weights/v0.1/vgg.pth), "
+                             "or drop loss.perceptual")
+        return self
+
+
 class LossConfig(Strict):
     """total = alpha*recon + kl_weight*schedule*KL + ssim*ssim_weight*(1-SSIM) + sparse*lambd*mean|mu|
     + the weights in extra_terms; each term is registered in vaelab.training.losses."""
@@ -229,6 +247,7 @@ class LossConfig(Strict):
     extra_terms: dict[str, float] = Field(default_factory=dict, description="{term: weight} for registered loss "
                                           "terms without a key of their own")
     adversarial: AdversarialConfig | None = Field(None, description="a PatchGAN discriminator term (images only)")
+    perceptual: PerceptualConfig | None = Field(None, description="LPIPS from local weights (images only)")
 
     @model_validator(mode="before")
     @classmethod

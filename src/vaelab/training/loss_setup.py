@@ -48,6 +48,11 @@ class LossSetup:
                               lc.free_bits, lc.data_range or (hi - lo) or 1.0, model.likelihood)
         if lc.adversarial is not None:
             options = dataclasses.replace(options, critic=_critic(cfg, model, weights, options))
+        if lc.perceptual is not None:
+            from vaelab.training.perceptual import load_lpips
+
+            net = load_lpips(lc.perceptual.backbone, lc.perceptual.linear, value_range)
+            options = dataclasses.replace(options, perceptual=net.to(next(model.parameters()).device))
         return cls(weights, options, make_schedule(lc.kl_schedule.kind, **lc.kl_schedule.params()))
 
     @property
