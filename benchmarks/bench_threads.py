@@ -4,10 +4,10 @@ process vs without, for `train.threads: auto` (the default) and fixed thread cou
 Each case runs `python -m vaelab train` in a fresh process with OMP_NUM_THREADS unset (as a new user would),
 so torch would otherwise use one thread per core. "busy" starts a pure-Python spin loop in another process
 first, keeping one core at 100%; "busy later" starts it a few seconds into training (auto must then give a
-thread back). The time is the median epoch's seconds from metrics.jsonl (no start-up), best of --rounds
-interleaved rounds; the thread column is what the run recorded. A fixed count of 2 or more under load spin-waits
-for minutes, so those cases train --slow-epochs only. Load from other people on a shared machine adds to every
-case: the load average is printed before and after.
+thread back). The time is the median epoch's seconds from metrics.jsonl (no start-up); each ratio is the
+median over --rounds interleaved rounds of the same round's busy / idle; the thread column is what the run
+recorded. A fixed count of 2 or more under load spin-waits for minutes, so those cases train --slow-epochs
+only. Load from other people on a shared machine adds to every case: the load average is printed per case.
 
 Run: .venv/bin/python benchmarks/bench_threads.py [--epochs 60] [--rounds 2] [--cases auto,1,2]
 """
@@ -62,8 +62,8 @@ def main() -> None:
     ap.add_argument("--cases", default="auto,1,2", help="train.threads values to compare")
     args = ap.parse_args()
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {os.cpu_count()} CPUs; "
-          f"the bundled config (digits MLP, batch 64); median epoch, best of {args.rounds} rounds")
-    results: dict[tuple[str, str], tuple[float, list[int]]] = {}
+          f"the bundled config (digits MLP, batch 64); median epoch; ratios: median over {args.rounds} interleaved rounds")
+    results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for threads in args.cases.split(","):
@@ -71,20 +71,23 @@ def main() -> None:
                 conditions = ("idle", "busy", "busy later") if threads == "auto" else ("idle", "busy")
                 for busy in conditions:
                     out = Path(tmp) / f"{r}-{threads}-{busy.replace(' ', '-')}"
+                    load = os.getloadavg()[0]
                     secs, used = train_once(out, threads, epochs, busy)
                     print(f"  round {r + 1} train.threads={threads:5s} {busy:11s} {1000 * secs:8.1f} ms/epoch   "
-                          f"threads per epoch: {sorted(set(used))} (first {used[0]}, last {used[-1]})", flush=True)
-                    if (threads, busy) not in results or secs < results[threads, busy][0]:
-                        results[threads, busy] = (secs, used)
+                          f"threads per epoch: {sorted(set(used))} (first {used[0]}, last {used[-1]}); "
+                          f"load before {load:.2f}", flush=True)
+                    results.setdefault((threads, busy), []).append(secs)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+    def ratio(threads: str, busy: str) -> float:  # median over rounds of the same round's busy / idle
+        return statistics.median(b / i for b, i in zip(results[threads, busy], results[threads, "idle"]))
+
     for threads in args.cases.split(","):
-        idle = results[threads, "idle"][0]
         for busy in ("busy", "busy later"):
             if (threads, busy) in results:
-                print(f"train.threads={threads}: {busy} / idle = {results[threads, busy][0] / idle:.2f}x")
-    if ("auto", "busy") in results and ("auto", "idle") in results:
-        print(f"goal: auto busy / auto idle <= ~2x: {results['auto', 'busy'][0] / results['auto', 'idle'][0]:.2f}x")
-
+                print(f"train.threads={threads}: {busy} / idle = {ratio(threads, busy):.2f}x (median of rounds)")
+    if ("auto", "busy") in results:
+        print(f"goal: auto busy / auto idle <= ~2x: {ratio('auto', 'busy'):.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -14,14 +14,16 @@ Loops:
               mid-block attention), hand-written loop over the pre-made batches (sd32/sd64 only; needs the
               `diffusers` extra: pip install 'vaelab[diffusers]')
 Then channels_last and bf16 autocast against fp32 through vaelab. Rounds are interleaved so that machine
-noise hits every loop alike; the best epoch of each counts. Quote ratios only from a quiet machine.
+noise hits every loop alike; each ratio is the median over rounds of the two loops' epoch times in the same
+round (the machine is shared: load from others changes between rounds, much less within one).
 
-Run: .venv/bin/python benchmarks/bench_train_conv.py [--models seed003,sd32,sd64] [--rounds 3]
+Run: .venv/bin/python benchmarks/bench_train_conv.py [--models seed003,sd32,sd64] [--rounds 5] [--fraction 1]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -159,22 +161,29 @@ def bench_case(name: str, rounds: int, tmp: Path) -> None:
             times[k].append(epoch_vaelab(trainer) if loop is None else epoch_plain(*loop, batches))
         for k, v in variants.items():
             times[k].append(epoch_vaelab(v))
-    sps = {k: n / min(v) for k, v in times.items()}
-    print(f"\n{name}: {n} samples of {tuple(x.shape[1:])}, batch {bs}, parameters {params}")
+    sps = {k: n / statistics.median(v) for k, v in times.items()}
+    print(f"\n{name}: {n} samples of {tuple(x.shape[1:])}, batch {bs}, parameters {params}, {rounds} rounds")
     for k, v in sps.items():
-        print(f"  {k:14s} {v:9.1f} samples/s")
-    print(f"  vaelab / plain loop:            {sps['vaelab'] / sps['plain']:.3f}x  (goal >= 0.95)")
-    if "diffusers" in sps:
-        print(f"  vaelab / diffusers AutoencoderKL: {sps['vaelab'] / sps['diffusers']:.3f}x  (goal >= 1.0)")
-    print(f"  channels_last / contiguous (vaelab): {sps['channels_last'] / sps['vaelab']:.3f}x")
-    print(f"  bf16 / fp32 (vaelab):                {sps['bf16'] / sps['vaelab']:.3f}x")
+        print(f"  {k:14s} {v:9.1f} samples/s (median epoch)")
 
+    def ratio(a: str, b: str) -> str:  # a faster than b: > 1; median over rounds of the same round's ratio
+        r = sorted(tb / ta for ta, tb in zip(times[a], times[b]))
+        return f"{statistics.median(r):.3f}x (rounds {r[0]:.3f}-{r[-1]:.3f})"
+
+    print(f"  vaelab / plain loop:                 {ratio('vaelab', 'plain')}  (goal >= 0.95)")
+    if "diffusers" in sps:
+        print(f"  vaelab / diffusers AutoencoderKL:    {ratio('vaelab', 'diffusers')}  (goal >= 1.0)")
+    print(f"  channels_last / contiguous (vaelab): {ratio('channels_last', 'vaelab')}")
+    print(f"  bf16 / fp32 (vaelab):                {ratio('bf16', 'vaelab')}")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="seed003,sd32,sd64")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--fraction", type=float, default=1.0, help="train on this fraction of each case's samples")
     args = ap.parse_args()
+    for c in CASES.values():
+        c["n"] = max(c["batch"], int(c["n"] * args.fraction) // c["batch"] * c["batch"])
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 thread; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
