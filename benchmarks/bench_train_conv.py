@@ -13,9 +13,11 @@ Loops:
   diffusers - the same architecture as diffusers.AutoencoderKL(down/up blocks, GroupNorm groups, 1 head of
               mid-block attention), hand-written loop over the pre-made batches (sd32/sd64 only; needs the
               `diffusers` extra: pip install 'vaelab[diffusers]')
-Then channels_last and bf16 autocast against fp32 through vaelab. Rounds are interleaved so that machine
+Then channels_last (train.channels_last: auto turns it on for these models) and bf16 autocast against
+contiguous fp32 through vaelab. Rounds are interleaved so that machine
 noise hits every loop alike; each ratio is the median over rounds of the two loops' epoch times in the same
-round (the machine is shared: load from others changes between rounds, much less within one).
+round. Times are the process's CPU seconds (one torch thread), not wall time: on a shared machine wall time
+moves 2x with other people's jobs, CPU time much less (caches and memory bandwidth are still shared).
 
 Run: .venv/bin/python benchmarks/bench_train_conv.py [--models seed003,sd32,sd64] [--rounds 5] [--fraction 1]
 """
@@ -81,10 +83,10 @@ def make_trainer(name: str, x: torch.Tensor, vr, run_dir: Path, **train) -> Trai
 
 
 def epoch_vaelab(trainer: Trainer) -> float:
-    t = time.perf_counter()
+    t = time.process_time()
     trainer._train_epoch(None)
     trainer.state.epoch += 1
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def plain_step_fn(name: str, model):
@@ -125,12 +127,12 @@ def diffusers_loss_fn(vae):
 
 
 def epoch_plain(loss_of, opt, batches) -> float:
-    t = time.perf_counter()
+    t = time.process_time()
     for x in batches:
         opt.zero_grad(set_to_none=True)
         loss_of(x).backward()
         opt.step()
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def bench_case(name: str, rounds: int, tmp: Path) -> None:
@@ -138,8 +140,8 @@ def bench_case(name: str, rounds: int, tmp: Path) -> None:
     n, bs = len(x), CASES[name]["batch"]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
     batches = [x[perm[i:i + bs]].contiguous() for i in range(0, n, bs)]
-    trainer = make_trainer(name, x, vr, tmp / f"{name}-fp32")
-    plain_model = make_trainer(name, x, vr, tmp / f"{name}-plain").model
+    trainer = make_trainer(name, x, vr, tmp / f"{name}-fp32", channels_last=False)  # contiguous, as the plain loop
+    plain_model = make_trainer(name, x, vr, tmp / f"{name}-plain", channels_last=False).model
     loops = {"plain": (plain_step_fn(name, plain_model), torch.optim.Adam(plain_model.parameters(), lr=1e-3)), "vaelab": None}
     params = {"vaelab": trainer.model.num_parameters()}
     if name != "seed003":
@@ -150,7 +152,7 @@ def bench_case(name: str, rounds: int, tmp: Path) -> None:
         except ImportError:
             print("  diffusers is not installed (pip install 'vaelab[diffusers]'): no peer measured")
     variants = {"channels_last": make_trainer(name, x, vr, tmp / f"{name}-cl", channels_last=True),
-                "bf16": make_trainer(name, x, vr, tmp / f"{name}-bf16", precision="bf16")}
+                "bf16": make_trainer(name, x, vr, tmp / f"{name}-bf16", precision="bf16", channels_last=False)}
     times: dict[str, list[float]] = {k: [] for k in [*loops, *variants]}
     for k, loop in loops.items():  # warm-up
         epoch_vaelab(trainer) if loop is None else epoch_plain(*loop, batches[:2])
@@ -164,7 +166,7 @@ def bench_case(name: str, rounds: int, tmp: Path) -> None:
     sps = {k: n / statistics.median(v) for k, v in times.items()}
     print(f"\n{name}: {n} samples of {tuple(x.shape[1:])}, batch {bs}, parameters {params}, {rounds} rounds")
     for k, v in sps.items():
-        print(f"  {k:14s} {v:9.1f} samples/s (median epoch)")
+        print(f"  {k:14s} {v:9.1f} samples per CPU-second (median epoch)")
 
     def ratio(a: str, b: str) -> str:  # a faster than b: > 1; median over rounds of the same round's ratio
         r = sorted(tb / ta for ta, tb in zip(times[a], times[b]))

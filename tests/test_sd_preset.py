@@ -56,3 +56,14 @@ def test_channels_last_computes_the_same_and_trains(tmp_path):
                                                            "figures": False, "threads": 1, "channels_last": True}})
     rows = read_metrics(train(cfg, tmp_path / "cl"))
     assert len(rows) == 1 and torch.isfinite(torch.tensor(rows[0]["train_loss"]))
+
+
+def test_channels_last_auto_is_on_for_conv_image_models_only():
+    from vaelab.training.loop import uses_channels_last
+
+    conv = _model(base=8, downsample=4)
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    assert uses_channels_last("auto", conv, (3, 32, 32)) and not uses_channels_last("auto", mlp, (1, 8, 8))
+    assert not uses_channels_last("auto", conv, (64,)) and not uses_channels_last(False, conv, (3, 32, 32))
+    assert uses_channels_last(True, mlp, (1, 8, 8))
+    assert load_config({}).train.channels_last == "auto"

@@ -333,8 +333,9 @@ class TrainConfig(Strict):
             raise ValueError(f"train.batch_size must be >= 1 or auto, got {v}")
         return v
 
-    channels_last: bool = Field(False, description="keep 4-D image batches and conv weights in channels-last memory "
-                                "format (slower on this project's CPU: benchmarks/bench_train_conv.py)")
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="keep 4-D image batches and conv weights in channels-last memory format; auto: on for "
+        "models with 2-D convolutions over images (1.09-1.14x faster on CPU: benchmarks/bench_train_conv.py)")
     threads: int | Literal["auto"] = Field("auto", description="torch threads: auto = one per CPU that other processes "
                                            "leave free (re-measured while training), or a fixed count")
 
