@@ -79,7 +79,7 @@ RECIPES = {
     "seed001-sd-folder": ("seed 001's SD-style encoder/decoder (base 32, 32 px, "
                           "latent (4,1,1), scale 0.18215) with SSIM and sparsity terms (weighted loss)"),
     "seed001-sd-shapes": ("seed001-sd in the Stable Diffusion layout, downsample 4 (base 16, 32 px, latent (4,8,8)); "
-                          "SSIM 0.914 held-out (weighted loss)"),
+                          "SSIM 0.929 held-out (weighted loss)"),
     "seed001-sd-gan": ("seed001-sd-shapes plus the PatchGAN adversarial term from step 1,500 (weighted loss)"),
     "seed001-sd-photos": ("seed001-sd, downsample 8 (latent (4,4,4) at 32 px), on patches of scikit-learn's "
                           "sample photos (weighted loss)"),
