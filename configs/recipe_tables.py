@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHAPES = "runs/synthetic/shapes"
 AMASS = "runs/synthetic/amass/synthetic_run_poses.npz"
 DEFAULT = "default"  # the bundled default config (`vaelab train` with no file): in the active-units table only
+SHAPES_3K = "runs/synthetic/shapes-3k"
+PHOTO_PATCHES = "runs/synthetic/photo-patches"
 
 
 def _shapes() -> None:
@@ -37,6 +39,20 @@ def _shapes() -> None:
 
     if not (REPO / SHAPES).is_dir():
         make_shapes(REPO / SHAPES)
+
+
+def _shapes_3k() -> None:
+    from vaelab.data.synthetic import make_shapes
+
+    if not (REPO / SHAPES_3K).is_dir():
+        make_shapes(REPO / SHAPES_3K, per_class=1000)
+
+
+def _photo_patches() -> None:
+    from vaelab.data.photos import make_photo_patches
+
+    if not (REPO / PHOTO_PATCHES).is_dir():
+        make_photo_patches(REPO / PHOTO_PATCHES)
 
 
 def _amass() -> None:
@@ -48,7 +64,10 @@ def _amass() -> None:
 
 # recipes whose data cannot be shipped: (the README's command, the library call) writing the synthetic stand-in
 SETUP = {"seed001-sd-folder": (f".venv/bin/vaelab data make-shapes {SHAPES}", _shapes),
-         "seed000-amass": (f".venv/bin/vaelab data make-amass {AMASS}", _amass)}
+         "seed000-amass": (f".venv/bin/vaelab data make-amass {AMASS}", _amass),
+         "seed001-sd-shapes": (f".venv/bin/vaelab data make-shapes {SHAPES_3K} --per-class 1000", _shapes_3k),
+         "seed001-sd-gan": (f".venv/bin/vaelab data make-shapes {SHAPES_3K} --per-class 1000", _shapes_3k),
+         "seed001-sd-photos": (f".venv/bin/vaelab data make-photo-patches {PHOTO_PATCHES}", _photo_patches)}
 # recipe -> what it shows (a recipe missing here is described by its YAML's first comment line)
 RECIPES = {
     "seed002-vae-mnist": "seed 002's VAE, 784-500-2 MLP, BCE(sum) + KL, 20 epochs",
@@ -59,6 +78,11 @@ RECIPES = {
                            "StepLR(30, 0.1), 32 epochs (loss per pixel)"),
     "seed001-sd-folder": ("seed 001's SD-style encoder/decoder (base 32, 32 px, "
                           "latent (4,1,1), scale 0.18215) with SSIM and sparsity terms (weighted loss)"),
+    "seed001-sd-shapes": ("seed001-sd in the Stable Diffusion layout, downsample 4 (base 16, 32 px, latent (4,8,8)); "
+                          "SSIM 0.929 held-out (weighted loss)"),
+    "seed001-sd-gan": ("seed001-sd-shapes plus the PatchGAN adversarial term from step 1,500 (weighted loss)"),
+    "seed001-sd-photos": ("seed001-sd, downsample 8 (latent (4,4,4) at 32 px), on patches of scikit-learn's "
+                          "sample photos (weighted loss)"),
     "seed000-amass": ("seed 000's 88-40-4 MLP on standardised quaternions; Gaussian NLL with variance 0.005 "
                       "(the seed's SSE x 100) + 3 x KL, nats in standardised units"),
     "seed004-pi-vanilla": ("MLP VAE, each colored-pi point one sample, Gaussian sigma 0.05, cyclical KL, latent 2 "

@@ -22,14 +22,33 @@ CPU = torch.device("cpu")
 
 
 def _output(requires_grad: bool = False):
-    """A batch of 3 images (1, 12, 12) in [0, 1] with decoder logits and a (3, 4) posterior."""
+    """A batch of 3 images (1, 16, 16) in [0, 1] with decoder logits and a (3, 4) posterior (16 px: LPIPS's least)."""
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(3, 1, 12, 12, generator=g)
-    logits = torch.randn(3, 1, 12, 12, generator=g).requires_grad_(requires_grad)
+    x = torch.rand(3, 1, 16, 16, generator=g)
+    logits = torch.randn(3, 1, 16, 16, generator=g).requires_grad_(requires_grad)
     mean = torch.randn(3, 4, generator=g).requires_grad_(requires_grad)
     logvar = (0.1 * torch.randn(3, 4, generator=g)).requires_grad_(requires_grad)
     out = SimpleNamespace(x_logits=logits, x_hat=torch.sigmoid(logits), posterior=DiagonalGaussian(mean, logvar))
     return out, x, (logits, mean, logvar)
+
+
+def _options(name: str) -> LossOptions:
+    """The options a term needs; a stateful term gets its state (the adversarial term a small discriminator)."""
+    if name == "adversarial":
+        from vaelab.core.config import AdversarialConfig
+        from vaelab.training.adversarial import Critic
+
+        torch.manual_seed(0)
+        critic = Critic(AdversarialConfig(adaptive=False, layers=1, channels=4), 1, None, None, 1e-3, CPU)
+        return LossOptions(critic=critic)
+    if name == "perceptual":  # random weights under the real files' key names (nothing may download)
+        from vaelab.training.perceptual import LPIPS, vgg16_features
+
+        torch.manual_seed(0)
+        backbone = vgg16_features().state_dict()
+        linear = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 128, 256, 512, 512))}
+        return LossOptions(perceptual=LPIPS(backbone, linear, (0, 1)))
+    return LossOptions()
 
 
 # ------------------------------------------------------------------------------------------- loss terms
@@ -37,23 +56,23 @@ def _output(requires_grad: bool = False):
 def test_loss_term_is_per_sample_float32_and_differentiable(name):
     term = LOSS_TERMS.get(name)
     out, x, leaves = _output(requires_grad=True)
-    value = term.value(out, x, LossOptions())
+    value = term.value(out, x, _options(name))
     assert value.shape == (3,) and value.dtype == torch.float32 and torch.isfinite(value).all()
     value.sum().backward()
     assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in leaves), f"{name} passes no gradient back"
     with torch.no_grad():  # the same value from bf16 network outputs (autocast), still in float32
         low = SimpleNamespace(x_logits=out.x_logits.bfloat16(), x_hat=out.x_hat.bfloat16(),
                               posterior=DiagonalGaussian(out.posterior.mean.bfloat16(), out.posterior.logvar.bfloat16()))
-        assert term.value(low, x, LossOptions()).dtype == torch.float32
+        assert term.value(low, x, _options(name)).dtype == torch.float32
 
 
 @pytest.mark.parametrize("name", LOSS_TERMS.names())
 def test_loss_term_weight_adds_weight_times_penalty(name):
     term = LOSS_TERMS.get(name)
     out, x, _ = _output()
-    res = weigh_terms(out, x, {name: 0.7}, LossOptions(), kl_scale=0.5)
+    res = weigh_terms(out, x, {name: 0.7}, _options(name), kl_scale=0.5)
     coef = 0.7 * (0.5 if term.scheduled else 1.0)
-    value = term.value(out, x, LossOptions())
+    value = term.value(out, x, _options(name))
     torch.testing.assert_close(res.total, coef * term.penalty(value.mean()))
     torch.testing.assert_close(res.per_sample.mean(), res.total)
     torch.testing.assert_close(getattr(res, name), value.mean())  # what the logs report under the term's name

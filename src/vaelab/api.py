@@ -109,6 +109,15 @@ _LAZY: dict[str, tuple[str, str]] = {
     "run_search": ("vaelab.search", "run_search"), "load_space": ("vaelab.search", "load_space"),
     "search_report": ("vaelab.search.report", "search_report"),
     "recon_error_vs_bits": ("vaelab.model.quantize", "recon_error_vs_bits"),
+    "make_photo_patches": ("vaelab.data.photos", "make_photo_patches"), "large_photo": ("vaelab.data.photos", "large_photo"),
+    # tiled encode/decode of images of any size (spatial-latent models)
+    "tiled_posterior": ("vaelab.use.tiling", "tiled_posterior"),
+    "tiled_decode_logits": ("vaelab.use.tiling", "tiled_decode_logits"),
+    "tiled_reconstruct": ("vaelab.use.tiling", "tiled_reconstruct"),
+    "Tiling": ("vaelab.use.tiled_files", "Tiling"), "folder_images": ("vaelab.use.tiled_files", "folder_images"),
+    "write_tiled_reconstructions": ("vaelab.use.tiled_files", "reconstruct_tiled"),
+    "write_tiled_encodings": ("vaelab.use.tiled_files", "encode_tiled"),
+    "write_tiled_decodings": ("vaelab.use.tiled_files", "decode_tiled"),
 }
 
 

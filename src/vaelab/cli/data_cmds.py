@@ -1,4 +1,4 @@
-"""`vaelab data describe | list | make-shapes | make-amass`."""
+"""`vaelab data describe | list | make-shapes | make-photo-patches | make-photo | make-amass`."""
 from __future__ import annotations
 
 import json
@@ -50,6 +50,36 @@ def make_shapes(
 
     out = write(folder, per_class=per_class, width=width, height=height, seed=seed)
     typer.echo(f"{out}  ({per_class * len(SHAPES)} images in {len(SHAPES)} classes)")
+
+
+@data_app.command("make-photo-patches")
+def make_photo_patches(
+    folder: Path = typer.Argument(Path("runs/synthetic/photo-patches"), help="folder to write (china/ and flower/ inside)"),
+    size: int = typer.Option(40, help="patch side in pixels (40 = 1.25 x 32: the 32-px loader only centre-crops it)"),
+) -> None:
+    """Cut scikit-learn's two bundled sample photos (shrunk 1x, 1.5x, 2x, 3x) into non-overlapping square PNG patches."""
+    from vaelab.data.photos import make_photo_patches as write
+
+    out = write(folder, size=size)
+    typer.echo(f"{out}  ({sum(1 for _ in out.rglob('*.png'))} patches)")
+
+
+@data_app.command("make-photo")
+def make_photo(
+    path: Path = typer.Argument(Path("runs/synthetic/photo-2048.png"), help="PNG file to write"),
+    size: int = typer.Option(2048, help="side of the square image"),
+    which: int = typer.Option(0, help="0 = china.jpg, 1 = flower.jpg"),
+) -> None:
+    """One of scikit-learn's sample photos, centre-cropped square and enlarged to SIZE x SIZE (for tiled encoding)."""
+    from PIL import Image
+
+    from vaelab.data.photos import large_photo
+
+    if size < 8 or which not in (0, 1):
+        raise typer.BadParameter("--size must be >= 8 and --which 0 or 1")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(large_photo(size, which=which)).save(path)
+    typer.echo(str(path))
 
 
 @data_app.command("make-amass")

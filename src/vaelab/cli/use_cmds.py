@@ -38,6 +38,28 @@ def open_reading(ctx: typer.Context, path: Path):
     return open_run(path)
 
 
+TileOpt = typer.Option(None, "--tile", help="Tile side in image pixels (a multiple of the model's downsampling factor): "
+                       "images of any size, each at its own size, tile by tile (spatial-latent models)")
+OverlapOpt = typer.Option(None, "--overlap", help="Tile overlap in pixels, blended (default a quarter of --tile)")
+TileStatsOpt = typer.Option("exact", "--tile-stats", help="GroupNorm/attention statistics of tiles: exact (the untiled "
+                            "model's; one pass per norm layer), estimate (one whole-image pass: faster, approximate) or "
+                            "tile (per tile, as naive tiling: colour shifts)")
+
+
+def _tiling(tile, overlap, stats):
+    from vaelab.use.tiled_files import Tiling
+
+    return None if tile is None else Tiling(tile, overlap, stats)
+
+
+def _tiled_images(run, data, data_path, input_folder, limit):
+    from vaelab.use.tiled_files import folder_images, items_images
+
+    if input_folder is not None and data is None:
+        return folder_images(run, input_folder, limit=limit)
+    return items_images(_items(run, data, data_path, input_folder, limit))
+
+
 def _items(run, data, data_path, input_folder, limit):
     from vaelab.use.inputs import load_items
 
@@ -53,14 +75,24 @@ def reconstruct(
     label: Optional[int] = typer.Option(None, "--label", help="Condition label for all inputs (conditional models)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/reconstructions)"),
     all_: bool = AllOpt,
+    tile: Optional[int] = TileOpt, overlap: Optional[int] = OverlapOpt, tile_stats: str = TileStatsOpt,
 ) -> None:
     """Reconstruct inputs: reconstructions.npy, a grid PNG (originals and reconstructions in alternating rows) and
-    one PNG per input (mirroring --input's layout) for the first 64 inputs, or all with --all."""
+    one PNG per input (mirroring --input's layout) for the first 64 inputs, or all with --all. With --tile: each
+    image at its own size, one PNG each, no grid."""
     from vaelab.use.reconstruct import reconstruct as rec
 
     r = open_reading(ctx, run)
-    res = rec(r, _items(r, data, data_path, input, limit), out or r.path / "reconstructions", label=label,
-              per_item=_per_item(all_))
+    tiling = _tiling(tile, overlap, tile_stats)
+    if tiling is not None:
+        from vaelab.use.tiled_files import reconstruct_tiled
+
+        tiling = tiling.checked(r)  # refuse a bad --tile before reading any image
+        res = reconstruct_tiled(r, _tiled_images(r, data, data_path, input, limit), out or r.path / "reconstructions",
+                                tiling, label=label)
+    else:
+        res = rec(r, _items(r, data, data_path, input, limit), out or r.path / "reconstructions", label=label,
+                  per_item=_per_item(all_))
     typer.echo(f"{res.count} reconstructions in {res.out_dir} (mean squared error {res.mse:.5f})"
                + (f"; grid {res.grid}" if res.grid else "")
                + (_capped(len(res.files), res.count, "PNGs") if res.files else "")
@@ -95,12 +127,22 @@ def encode(
     label: Optional[int] = typer.Option(None, "--label"),
     all_: bool = typer.Option(False, "--all", help="With a folder --out: one .npy for every item (default: the "
                               "first 64; a .npz --out always holds every item)"),
+    tile: Optional[int] = TileOpt, overlap: Optional[int] = OverlapOpt, tile_stats: str = TileStatsOpt,
 ) -> None:
     """Encode inputs to latents (scaled by the model's latent scale; posterior mean unless --sample); the data's
-    labels are kept whenever it has them."""
+    labels are kept whenever it has them. With --tile: one .npy per image at the image's own size, and
+    image_sizes.json, in the folder --out."""
     from vaelab.use.codec import encode as enc
 
     r = open_reading(ctx, run)
+    tiling = _tiling(tile, overlap, tile_stats)
+    if tiling is not None:
+        from vaelab.use.tiled_files import encode_tiled
+
+        tiling = tiling.checked(r)
+        typer.echo(str(encode_tiled(r, _tiled_images(r, data, data_path, input, limit), out, tiling, sample=sample,
+                                    seed=seed, label=label)))
+        return
     items = _items(r, data, data_path, input, limit)
     path = enc(r, items, out, sample=sample, seed=seed, label=label, per_item=_per_item(all_))
     note = "" if path.suffix == ".npz" else _capped(min(len(items), _per_item(all_) or len(items)), len(items), ".npy files")
@@ -115,12 +157,21 @@ def decode(
     out: Path = typer.Option(..., "--out", help="Output folder"),
     label: Optional[int] = typer.Option(None, "--label"),
     all_: bool = AllOpt,
+    tile: Optional[int] = TileOpt, overlap: Optional[int] = OverlapOpt, tile_stats: str = TileStatsOpt,
 ) -> None:
     """Decode latents (scaled units) into outputs.npy, and for image models a grid (decoded.png) and one PNG per
-    latent for the first 64 latents (all with --all)."""
+    latent for the first 64 latents (all with --all). With --tile: latents of any size (e.g. from
+    `encode --tile`), one .npy and PNG each, cropped to image_sizes.json."""
     from vaelab.use.codec import decode as dec
 
-    typer.echo(str(dec(open_reading(ctx, run), latents, out, label=label, per_item=_per_item(all_))))
+    r = open_reading(ctx, run)
+    tiling = _tiling(tile, overlap, tile_stats)
+    if tiling is not None:
+        from vaelab.use.tiled_files import decode_tiled
+
+        typer.echo(str(decode_tiled(r, latents, out, tiling.checked(r), label=label)))
+        return
+    typer.echo(str(dec(r, latents, out, label=label, per_item=_per_item(all_))))
 
 
 @app.command()

@@ -23,6 +23,7 @@ LR_SCHEDULERS: Registry = Registry("lr scheduler", case_sensitive=False, populat
 KL_SCHEDULES: Registry = Registry("KL schedule", case_sensitive=False, populate="vaelab.training.schedules")
 PRECISIONS: Registry = Registry("precision", case_sensitive=False, populate="vaelab.training.precision")
 LOSS_TERMS: Registry = Registry("loss term", populate="vaelab.training.losses")
+ADVERSARIAL_LOSSES: Registry = Registry("adversarial loss", populate="vaelab.training.adversarial")
 REDUCTIONS: Registry = Registry("reduction", populate="vaelab.training.losses")
 LOGGERS: Registry = Registry("train.log logger", populate="vaelab.training.loggers")
 LIKELIHOODS: Registry = Registry("likelihood", populate="vaelab.model.likelihoods")

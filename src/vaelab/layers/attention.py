@@ -31,7 +31,9 @@ class SpatialSelfAttention(nn.Module):
         b, c, *spatial = x.shape
         h = self.norm(x).flatten(2).transpose(1, 2)  # (B, N, C), N = prod(S)
         q, k, v = self.in_proj(h).chunk(3, dim=-1)  # each (B, N, C)
-        h = F.scaled_dot_product_attention(q, k, v)  # no mask; scale 1/sqrt(C)
+        # as (B, heads=1, N, C): the fused kernels (flash on CPU) need 4-D input; 3-D falls back to the math path,
+        # which holds the (N, N) score matrix: 17 GB for a 2048x2048 image's 256x256 latent
+        h = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)  # no mask; scale 1/sqrt(C)
         h = self.out_proj(h).transpose(1, 2).reshape(b, c, *spatial)
         return x + h
 

@@ -1,6 +1,7 @@
 """The loss of one run: the config's term weights, the options the terms need, and the KL schedule."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -45,6 +46,13 @@ class LossSetup:
                 raise ConfigError(problem)
         options = LossOptions(kind, kind == "bce" and model.output_activation == "sigmoid", lc.reduction,
                               lc.free_bits, lc.data_range or (hi - lo) or 1.0, model.likelihood)
+        if lc.adversarial is not None:
+            options = dataclasses.replace(options, critic=_critic(cfg, model, weights, options))
+        if lc.perceptual is not None:
+            from vaelab.training.perceptual import load_lpips
+
+            net = load_lpips(lc.perceptual.backbone, lc.perceptual.linear, value_range)
+            options = dataclasses.replace(options, perceptual=net.to(next(model.parameters()).device))
         return cls(weights, options, make_schedule(lc.kl_schedule.kind, **lc.kl_schedule.params()))
 
     @property
@@ -74,3 +82,35 @@ class LossSetup:
             coef = weight * kl_scale if term.scheduled else weight
             parts.append(coef * term.penalty(terms.terms[name].detach().float()))
         return torch.stack(parts)
+
+    # stateful terms (the adversarial term's discriminator): stepped with the model, saved with the run
+    def after_step(self) -> None:
+        if self.options.critic is not None:
+            self.options.critic.after_step()
+
+    def state_dict(self) -> dict | None:
+        return None if self.options.critic is None else {"adversarial": self.options.critic.state_dict()}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if self.options.critic is not None and state and "adversarial" in state:
+            self.options.critic.load_state_dict(state["adversarial"])
+
+
+def _critic(cfg: Config, model, weights: dict[str, float], options: LossOptions):
+    """The discriminator of loss.adversarial, on the model's device; its adaptive weight balances it against
+    the weighted reconstruction term."""
+    from vaelab.training.adversarial import Critic, last_layer_weight
+
+    recon = LOSS_TERMS.get("recon").value
+    alpha = weights.get("recon", 0.0)
+    try:
+        last = last_layer_weight(model)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    adv, side = cfg.loss.adversarial, min(model.input_shape[1:])
+    if side // 2 ** adv.layers - 2 < 1:  # the PatchGAN's output side: each stride-2 layer halves, two 4x4 convs take 2
+        fit = max((n for n in range(1, 7) if side // 2 ** n - 2 >= 1), default=None)
+        raise ConfigError(f"loss.adversarial.layers: {adv.layers} layers need images of at least {3 * 2 ** adv.layers} px, "
+                          f"these are {side} px: " + (f"use layers: {fit}" if fit else "the images are too small for a PatchGAN"))
+    return Critic(cfg.loss.adversarial, model.input_shape[0], last, lambda out, x: alpha * recon(out, x, options).mean(),
+                  cfg.train.lr, last.device)

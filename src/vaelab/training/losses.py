@@ -170,6 +170,8 @@ class LossOptions:
     free_bits: float = 0.0
     data_range: float = 1.0  # SSIM data range: 1.0 for [0, 1] data, 2.0 for [-1, 1]
     likelihood: Any = None  # the model's p(x|z) (vaelab.model.likelihoods): recon is then its NLL (recon_kind unused)
+    critic: Any = None  # vaelab.training.adversarial.Critic when loss.adversarial is set
+    perceptual: Any = None  # vaelab.training.perceptual.LPIPS when loss.perceptual is set
 
 
 class _VAEOutputLike(Protocol):
@@ -253,6 +255,33 @@ def _ssim_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
            doc="mean |mu| (seed 001), on with loss.sparse, weight lambd")
 def _sparse_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
     return sparsity(out.posterior.mean)
+
+
+def _needs_rgb_or_grey_images(shape: tuple[int, ...]) -> str | None:
+    if len(shape) == 3:
+        return None
+    return f"loss.adversarial needs 2-D images (C, H, W); this data is {tuple(shape)} per sample: drop loss.adversarial"
+
+
+@loss_term("adversarial", weight=lambda lc: lc.adversarial.weight if lc.adversarial is not None else None,
+           key="loss.adversarial", check=_needs_rgb_or_grey_images,
+           doc="PatchGAN generator loss x the adaptive weight, from loss.adversarial.start_step (training/adversarial.py)")
+def _adversarial_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
+    return o.critic.generator_term(out, x)
+
+
+def _needs_16px_images(shape: tuple[int, ...]) -> str | None:
+    if len(shape) == 3 and min(shape[1:]) >= 16 and shape[0] in (1, 3):
+        return None
+    return (f"loss.perceptual (LPIPS-VGG) needs grey or RGB images of at least 16x16 px; this data is {tuple(shape)} "
+            "per sample: drop loss.perceptual")
+
+
+@loss_term("perceptual", weight=lambda lc: lc.perceptual.weight if lc.perceptual is not None else None,
+           key="loss.perceptual", check=_needs_16px_images,
+           doc="LPIPS-VGG distance of x_hat and x from local weights (training/perceptual.py)")
+def _perceptual_term(out: _VAEOutputLike, x: Tensor, o: LossOptions) -> Tensor:
+    return o.perceptual(out.x_hat, x)
 
 
 # ------------------------------------------------------------------------------------------ weighing

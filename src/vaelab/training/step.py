@@ -140,6 +140,7 @@ class TrainStep:
         opt.zero_grad(set_to_none=True)
         self.scheduler.step_batch()
         self.average.update(self.model)
+        self.loss.after_step()  # stateful loss terms (the adversarial term's discriminator step)
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -148,7 +149,8 @@ class TrainStep:
     def state_dict(self) -> dict[str, Any]:
         """The step's share of a checkpoint (the keys the trainer has always written)."""
         return {"ema": self.average.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() or None}
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() or None,
+                "loss_state": self.loss.state_dict()}
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         self.average.load_state_dict(ckpt.get("ema"))
@@ -156,4 +158,5 @@ class TrainStep:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        self.loss.load_state_dict(ckpt.get("loss_state"))
 

@@ -31,10 +31,12 @@ def train(
     on_epoch: EpochCallback | None = None,
 ) -> Path:
     """Train a config into a new run folder, or resume RUN (overrides may change train.*, e.g. train.epochs)."""
+    from vaelab.training.threads import ThreadGovernor, local_processes
+
     parallel = distributed.from_env(config.train.device if config is not None else "auto")
-    try:
-        with _own_rng():
-            run_dir = _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel)
+    try:  # the thread count is chosen once the config is known (_train_in) and restored when training ends
+        with _own_rng(), ThreadGovernor(report=lambda msg: print(msg, file=sys.stderr), share=local_processes()) as threads:
+            run_dir = _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel, threads)
     except BaseException:
         parallel.close(wait=False)
         raise
@@ -48,16 +50,17 @@ def _own_rng():
     return torch.random.fork_rng(devices=devices)
 
 
-def _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel) -> Path:
+def _train(config, out_dir, resume, overrides, bundle, on_epoch, parallel, threads) -> Path:
     from vaelab.training.run_folder import open_run_folder
 
     # validated (a resume against its checkpoint's config) and locked before anything is written
     with open_run_folder(config, out_dir, resume=resume, overrides=overrides, dist=parallel) as folder:
-        return _train_in(folder, bundle, on_epoch, parallel)
+        return _train_in(folder, bundle, on_epoch, parallel, threads)
 
 
-def _train_in(folder, bundle, on_epoch, parallel) -> Path:
+def _train_in(folder, bundle, on_epoch, parallel, threads) -> Path:
     cfg, run_dir, ckpt = folder.config, folder.path, folder.checkpoint
+    threads.configure(cfg.train.threads)
     torch.manual_seed(cfg.seed)
     device = parallel.device(resolve_device(cfg.train.device))
     # a resumed run's data is found from the run folder when its relative data.path does not exist from here (the
@@ -74,6 +77,7 @@ def _train_in(folder, bundle, on_epoch, parallel) -> Path:
     bundle = parallel.shard(bundle, cfg.train.batch_size)
     model = build_model(cfg.model, bundle.spec)
     trainer = Trainer(cfg, run_dir, bundle, model, device, on_epoch, dist=parallel)
+    trainer.threads = threads
     trainer.data_location = data_location(found.data.path, run_dir)  # so the run is usable from any directory
     if trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

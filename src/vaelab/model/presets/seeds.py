@@ -70,9 +70,17 @@ def seed003(shape, cond: int = 0, out: int = 1, *, latent: int = 16) -> dict:
     return {"encoder": enc, "heads": {"mu": list(head), "logvar": list(head)}, "decoder": dec}
 
 
-@PRESETS.register("seed001-sd", doc="seed 001 (FlexVAE): Stable-Diffusion-style encoder/decoder, spatial latent (4, S/32, S/32) at base 128")
-def seed001(shape, cond: int = 0, out: int = 1, *, base: int = 128, latent_channels: int = 4) -> dict:
-    """Seed 001's default structures with widths scaled by `base` (128 gives the seed's exact lists)."""
+@PRESETS.register("seed001-sd", doc="seed 001 (FlexVAE): Stable-Diffusion-style encoder/decoder, spatial latent (4, S/32, S/32) "
+                  "at base 128; downsample: 4, 8 or 16 for a latent that can hold small images")
+def seed001(shape, cond: int = 0, out: int = 1, *, base: int = 128, latent_channels: int = 4, downsample: int = 32, blocks: int = 1,
+            groups: int | None = None) -> dict:
+    """Seed 001's default structures with widths scaled by `base` (128 gives the seed's exact lists).
+
+    downsample 32 is the seed's layout (stride-4 convs and a final max-pool; `blocks` and `groups` unused); 4, 8
+    or 16 build the Stable Diffusion autoencoder's layout instead (`sd_levels`)."""
+    if downsample != 32:
+        return sd_levels(shape, cond, out, base=base, latent_channels=latent_channels, downsample=downsample, blocks=blocks,
+                         groups=groups)
     c = shape[0]
     b1, b2, b4 = base, 2 * base, 4 * base
     lc = latent_channels
@@ -82,6 +90,47 @@ def seed001(shape, cond: int = 0, out: int = 1, *, base: int = 128, latent_chann
     dec = ["UpS_2", f"C2d_{lc + cond}_{lc}_1_1_0", f"C2d_{lc}_{b4}_3_1_1", f"VAERB_{b4}_{b4}", f"VAEA_{b4}", f"4*VAERB_{b4}_{b4}", "UpS_4",
            f"C2d_{b4}_{b4}_3_1_1", f"VAERB_{b4}_{b2}", f"2*VAERB_{b2}_{b2}", "UpS_4", f"C2d_{b2}_{b2}_3_1_1", f"VAERB_{b2}_{b1}",
            f"2*VAERB_{b1}_{b1}", f"GN_32_{b1}", "SiLU", f"C2d_{b1}_{c * out}_3_1_1"]
+    return {"encoder": enc, "decoder": dec}
+
+
+def sd_levels(shape, cond: int = 0, out: int = 1, *, base: int, latent_channels: int, downsample: int, blocks: int,
+              groups: int | None = None) -> dict:
+    """The Stable Diffusion autoencoder's layout (Rombach et al. 2022) in seed 001's blocks: one level per halving,
+    widths base x (1, 2, 4, 4, ...), `blocks` residual blocks per level (the decoder one more), stride-2 4x4 convs
+    down, nearest upsampling + 3x3 conv up, attention only in the middle at the latent resolution.
+
+    GroupNorm `groups` defaults to base / 4 (at most 32), so the first level has 4 channels per group as in
+    Stable Diffusion (128 channels, 32 groups); with one channel per group GroupNorm would remove each channel's
+    mean and with it the image's colours."""
+    if downsample not in (2, 4, 8, 16):
+        raise ValueError(f"downsample must be 2, 4, 8, 16 (this layout) or 32 (the seed's), got {downsample}")
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    c, lc = shape[0], latent_channels
+    g = groups if groups is not None else max(1, min(32, base // 4))
+    if g < 1:
+        raise ValueError(f"groups must be >= 1, got {g}")
+    widths = [base * m for m in (1, 2, 4, 4, 4)[: int(math.log2(downsample)) + 1]]  # one per resolution
+    enc = [f"C2d_{c + cond}_{widths[0]}_3_1_1"]
+    prev = widths[0]
+    for i, w in enumerate(widths):
+        for _ in range(blocks):
+            enc.append(f"VAERB_{prev}_{w}_{g}")
+            prev = w
+        if i + 1 < len(widths):
+            enc.append(f"C2d_{w}_{w}_4_2_1")  # (B, w, H, W) -> (B, w, H/2, W/2)
+    top = widths[-1]
+    enc += [f"VAERB_{top}_{top}_{g}", f"VAEA_{top}_{g}", f"VAERB_{top}_{top}_{g}", f"GN_{g}_{top}", "SiLU",
+            f"C2d_{top}_{2 * lc}_3_1_1", f"C2d_{2 * lc}_{2 * lc}_1_1_0"]
+    dec = [f"C2d_{lc + cond}_{lc}_1_1_0", f"C2d_{lc}_{top}_3_1_1", f"VAERB_{top}_{top}_{g}", f"VAEA_{top}_{g}", f"VAERB_{top}_{top}_{g}"]
+    prev = top
+    for i, w in enumerate(reversed(widths)):
+        for _ in range(blocks + 1):
+            dec.append(f"VAERB_{prev}_{w}_{g}")
+            prev = w
+        if i + 1 < len(widths):
+            dec += ["UpS_2", f"C2d_{w}_{w}_3_1_1"]
+    dec += [f"GN_{g}_{prev}", "SiLU", f"C2d_{prev}_{c * out}_3_1_1"]
     return {"encoder": enc, "decoder": dec}
 
 
