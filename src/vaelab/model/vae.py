@@ -11,7 +11,6 @@ The decode family, from the latent to data:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -23,17 +22,43 @@ from vaelab.model.distributions import DiagonalGaussian
 from vaelab.model.likelihoods import Likelihood, default_likelihood
 
 
-@dataclass
 class VAEOutput:
-    x_params: torch.Tensor  # decoder output = the likelihood's parameters, (B, P*C, *rest)
-    x_hat: torch.Tensor  # the likelihood's mean, (B, *shape)
-    posterior: DiagonalGaussian
-    z: torch.Tensor  # the latent the decoder saw, in scaled units
+    """What `VAE.forward` returns. x_hat, the likelihood's mean, is computed on its first read when forward gives a
+    function for it: a likelihood's NLL reads only x_params, so a training step whose loss terms never read x_hat
+    skips that pass over the output (the function runs in the grad mode forward ran in; under autocast forward
+    computes x_hat at once, so reading it later gives the same bits either way)."""
+
+    def __init__(self, x_params: torch.Tensor, x_hat: torch.Tensor | Callable[[], torch.Tensor],
+                 posterior: DiagonalGaussian, z: torch.Tensor):
+        self.x_params = x_params  # decoder output = the likelihood's parameters, (B, P*C, *rest)
+        self._x_hat = x_hat  # the likelihood's mean (B, *shape), or a function of nothing that computes it
+        self.posterior = posterior
+        self.z = z  # the latent the decoder saw, in scaled units
+
+    @property
+    def x_hat(self) -> torch.Tensor:
+        if not isinstance(self._x_hat, torch.Tensor):
+            self._x_hat = self._x_hat()
+        return self._x_hat
 
     @property
     def x_logits(self) -> torch.Tensor:
         """Former name of `x_params` (the decoder output before the likelihood)."""
         return self.x_params
+
+    def __repr__(self) -> str:
+        return f"VAEOutput(x_params={tuple(self.x_params.shape)}, posterior={self.posterior}, z={tuple(self.z.shape)})"
+
+
+def _deferred(fn: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """fn(t) later, in the grad mode of now."""
+    grad = torch.is_grad_enabled()
+
+    def run() -> torch.Tensor:
+        with torch.set_grad_enabled(grad):
+            return fn(t)
+
+    return run
 
 
 def inject_condition(h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
@@ -149,7 +174,9 @@ class VAE(nn.Module):
         posterior = self.encode(x, c)
         z = self.quantize_latent(posterior.sample() if sample else posterior.mode())  # decoder units
         params = self.decoder_output(z, c, quantize=False)  # z is quantized already
-        return VAEOutput(params, self.likelihood.mean(params), posterior, z * self.latent_scale)
+        lazy = not torch.is_autocast_enabled(params.device.type)
+        x_hat = _deferred(self.likelihood.mean, params) if lazy else self.likelihood.mean(params)
+        return VAEOutput(params, x_hat, posterior, z if self.latent_scale == 1.0 else z * self.latent_scale)
 
     @torch.no_grad()
     def sample(

@@ -124,7 +124,8 @@ class TrainStep:
             terms = self.loss(self.forward(x, c), x, kl_scale)
             if not torch.isfinite(terms.total):
                 raise NonFiniteLoss(float(terms.total.detach()))
-            self.scaler.scale(terms.total / self.grad_accum).backward()
+            total = terms.total if self.grad_accum == 1 else terms.total / self.grad_accum  # / 1 would change no bit
+            self.scaler.scale(total).backward()
         if apply:
             self.apply()
         return terms
