@@ -185,3 +185,43 @@ def test_cli_shows_the_deprecation_once_as_one_line(tmp_path):
     assert p.returncode == 0, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if "loss.beta" in ln]
     assert lines == ["warning: loss.beta is deprecated: it is now loss.ssim_weight (same meaning); rename it in your config"]
+
+
+def test_forward_defers_x_hat_to_its_first_read_in_the_grad_mode_of_the_forward(tiny):
+    """A loss that reads only x_params (every likelihood NLL) skips the likelihood's mean; a read gives the same
+    tensor as computing it at once, with the graph the forward's grad mode implies."""
+    cfg = _cfg(tiny)
+    model = _model(cfg)
+    x = torch.rand(4, 1, 8, 8)
+    torch.manual_seed(1)
+    out = model(x)
+    with torch.no_grad():  # read later under no_grad: still part of the forward's graph
+        x_hat = out.x_hat
+    assert x_hat.requires_grad and out.x_hat is x_hat
+    assert torch.equal(x_hat, model.likelihood.mean(out.x_params))
+    with torch.no_grad():
+        out = model(x)
+    assert not out.x_hat.requires_grad
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast x_hat is computed inside the autocast region
+        out = model(x)
+        expected = model.likelihood.mean(out.x_params)
+    assert torch.equal(out.x_hat, expected)
+
+
+def test_mse_reconstruction_skips_its_divide_by_one_bit_for_bit():
+    """loss.recon mse is the Gaussian with variance 1/2 unnormalised: (tanh(h) - x)^2 / 1, value and gradient
+    identical to the same with the division done."""
+    from vaelab.model.likelihoods import Gaussian, GaussianOptions
+
+    lik = Gaussian(GaussianOptions(variance=0.5, normalised=False), value_range=(-1.0, 1.0), activation="tanh")
+    torch.manual_seed(0)
+    h = torch.randn(3, 2, 5, 5, requires_grad=True)
+    x = torch.rand(3, 2, 5, 5) * 2 - 1
+    h2 = h.detach().clone().requires_grad_()
+    got = lik.loss(h, x)
+    want = torch.tanh(h2).sub(x).pow(2) / (2.0 * 0.5)
+    got.sum().backward()
+    want.sum().backward()
+    assert torch.equal(got, want) and torch.equal(h.grad, h2.grad)
+    wide = Gaussian(GaussianOptions(variance=2.0, normalised=False), value_range=(-1.0, 1.0), activation="tanh")
+    assert torch.equal(wide.loss(h2, x), torch.tanh(h2).sub(x).pow(2) / 4.0)
