@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from vaelab.core.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
 from vaelab.core.config import Config, load_config

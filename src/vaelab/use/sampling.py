@@ -12,7 +12,7 @@ from torch import Tensor
 from vaelab.core.errors import ArgumentError, DataError
 from vaelab.plots import is_image_shape, save_grid, to_display
 from vaelab.training.runs import Run
-from vaelab.use.inputs import check_label, load_items, Items, folder_items
+from vaelab.use.inputs import check_label, load_items, Items
 from vaelab.use.outputs import class_names, render_point_cloud, write_grid, write_npy, write_png
 
 
