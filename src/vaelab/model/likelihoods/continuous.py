@@ -115,13 +115,23 @@ class ContinuousBernoulli(Likelihood):
         return torch.where(small, u, torch.where(lg > 0, pos, neg)).clamp(0.0, 1.0)
 
 
+class Symmetric(Likelihood):
+    """A density symmetric about its location (the Gaussians, Laplace): the mean and the mode are the location."""
+
+    def mean(self, params: Tensor) -> Tensor:
+        return self.location(params)
+
+    def mode(self, params: Tensor) -> Tensor:
+        return self.mean(params)
+
+
 class GaussianOptions(StrictOptions):
     variance: float = Field(0.5, gt=0, description="the fixed variance of every value (0.5: loss.recon mse)")
     normalised: bool = Field(True, description="false: train on (x - mean)^2 / (2 variance) without the constant "
                              "0.5 log(2 pi variance) per value, as loss.recon mse does; evaluation always adds it")
 
 
-class Gaussian(Likelihood):
+class Gaussian(Symmetric):
     """N(x; mean, variance) per value with a fixed variance; the mean is the output activation of the decoder."""
 
     name = "gaussian"
@@ -142,12 +152,6 @@ class Gaussian(Likelihood):
     def loss(self, params: Tensor, x: Tensor) -> Tensor:
         return self.nll(params, x) if self.options.normalised else self._squared(params, x)
 
-    def mean(self, params: Tensor) -> Tensor:
-        return self.location(params)
-
-    def mode(self, params: Tensor) -> Tensor:
-        return self.mean(params)
-
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         loc = self.mean(params).float()
         return loc + math.sqrt(self.variance) * normal(tuple(loc.shape), loc, generator)
@@ -158,7 +162,7 @@ class LearnedVarianceOptions(StrictOptions):
     min_variance: float = Field(1e-4, gt=0, description="the variance is kept at or above this")
 
 
-class GaussianLearned(Likelihood):
+class GaussianLearned(Symmetric):
     """N(x; mean, s^2) with one variance s^2 for all values, learned with the model (a parameter of the likelihood;
     the sigma-VAE of Rybkin et al. 2021 without its closed-form shortcut)."""
 
@@ -175,12 +179,6 @@ class GaussianLearned(Likelihood):
         lv = self.log_var()
         return 0.5 * (LOG_2PI + lv) + self.location(params.float()).sub(x.float()).pow(2) / (2.0 * lv.exp())
 
-    def mean(self, params: Tensor) -> Tensor:
-        return self.location(params)
-
-    def mode(self, params: Tensor) -> Tensor:
-        return self.mean(params)
-
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         loc = self.mean(params).float()
         return loc + (0.5 * self.log_var()).exp() * normal(tuple(loc.shape), loc, generator)
@@ -190,7 +188,7 @@ class PerDimOptions(StrictOptions):
     min_variance: float = Field(1e-4, gt=0, description="variance = softplus(decoder output) + min_variance")
 
 
-class GaussianPerDim(Likelihood):
+class GaussianPerDim(Symmetric):
     """N(x; mean, s^2) with a variance per value predicted by the decoder: 2 outputs per value (the mean, through
     the output activation, then softplus(.) + min_variance for the variance)."""
 
@@ -211,9 +209,6 @@ class GaussianPerDim(Likelihood):
     def mean(self, params: Tensor) -> Tensor:
         return self.location(params.unflatten(1, (2, -1))[:, 0])
 
-    def mode(self, params: Tensor) -> Tensor:
-        return self.mean(params)
-
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         loc, var = self._parts(params)
         return loc + var.sqrt() * normal(tuple(loc.shape), loc, generator)
@@ -223,7 +218,7 @@ class LaplaceOptions(StrictOptions):
     scale: float = Field(0.5, gt=0, description="the fixed scale b of every value (0.5: the NLL is 2 |x - mean|)")
 
 
-class Laplace(Likelihood):
+class Laplace(Symmetric):
     """Laplace(x; mean, b) per value with a fixed scale: an L1 reconstruction loss with its normaliser log(2b)."""
 
     name = "laplace"
@@ -232,17 +227,11 @@ class Laplace(Likelihood):
         b = self.options.scale
         return math.log(2.0 * b) + (x.float() - self.location(params.float())).abs() / b
 
-    def mean(self, params: Tensor) -> Tensor:
-        return self.location(params)
-
-    def mode(self, params: Tensor) -> Tensor:
-        return self.mean(params)
-
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         loc = self.mean(params).float()
         u = uniform(tuple(loc.shape), loc, generator) - 0.5
         return loc - self.options.scale * u.sign() * torch.log1p(-2.0 * u.abs())
 
 
-__all__ = ["Bernoulli", "ContinuousBernoulli", "Gaussian", "GaussianLearned", "GaussianPerDim", "Laplace",
+__all__ = ["Bernoulli", "ContinuousBernoulli", "Gaussian", "GaussianLearned", "GaussianPerDim", "Laplace", "Symmetric",
            "GaussianOptions", "LearnedVarianceOptions", "PerDimOptions", "LaplaceOptions", "cb_log_normaliser"]
