@@ -104,7 +104,13 @@ def main() -> None:
     ap.add_argument("--load", default="", help="comma-separated --json files of earlier runs (same settings) to report "
                                                  "with this one: runs are seeded, so methods and seeds can be run apart")
     ap.add_argument("--scale", help="worker counts to time instead, e.g. 1,2")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=KEY:VALUE,...",
+                    help="an extra surrogate method trained T/2, the shipped screen with these search.surrogate settings "
+                         "(e.g. kappa0=kappa:0); give it again with --load to report its runs")
     args = ap.parse_args()
+    for v in args.variant:
+        name, _, sets = v.partition("=")
+        METHODS[name] = ("nsga2", {k: yaml_value(x) for k, _, x in (kv.partition(":") for kv in sets.split(",") if kv)}, 0.5)
     import torch
 
     torch.set_num_threads(1)
@@ -142,8 +148,24 @@ def main() -> None:
     report(results, taus + new_taus, args, time.perf_counter() - t0)
 
 
+def yaml_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
 def budget(method: str, trials: int) -> int:
     return int(trials * METHODS[method][2])
+
+
+def paired(d: np.ndarray) -> str:
+    """Paired standard error of the mean difference and the two-sided sign test's p (ties left out)."""
+    from scipy.stats import binomtest
+
+    se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    p = binomtest(wins, wins + losses).pvalue if wins + losses else math.nan
+    return f"paired s.e. {se:.4f} (mean / s.e. {d.mean() / se:+.1f}), sign test {wins}-{losses} p = {p:.3f}"
 
 
 def cell(col: np.ndarray, sign: str = "") -> str:
@@ -176,8 +198,8 @@ def report(results: dict[str, dict[int, np.ndarray]], taus: list[dict], args, se
                 continue
             common = sorted(set(sur) & set(curves[other]))
             d = np.array([sur[s][half] - curves[other][s][at] for s in common])
-            print(f"{sm} at {args.trials // 2} trainings minus {other} at {steps[at]}: {d.mean():+.4f} ± {d.std():.4f}, median "
-                  f"{np.median(d):+.4f}, >= 0 on {int((d >= 0).sum())} of {len(d)} seeds (per seed "
+            print(f"{sm} at {args.trials // 2} trainings minus {other} at {steps[at]}: {d.mean():+.4f} ± {d.std():.4f}, "
+                  f"{paired(d)}, median {np.median(d):+.4f}, >= 0 on {int((d >= 0).sum())} of {len(d)} seeds (per seed "
                   f"{', '.join(f'{s}: {x:+.3f}' for s, x in zip(common, d))})")
     full = [m for m in curves if budget(m, args.trials) == args.trials]
     if full:
