@@ -159,13 +159,16 @@ def budget(method: str, trials: int) -> int:
 
 
 def paired(d: np.ndarray) -> str:
-    """Paired standard error of the mean difference and the two-sided sign test's p (ties left out)."""
-    from scipy.stats import binomtest
+    """Paired standard error of the mean difference, its 95% t interval and the two-sided sign test's p (ties left
+    out): seeds are independent pairs, every method of a seed starting from the same random first generation."""
+    from scipy.stats import binomtest, t
 
     se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+    half = t.ppf(0.975, len(d) - 1) * se if len(d) > 1 else math.nan
     wins, losses = int((d > 0).sum()), int((d < 0).sum())
     p = binomtest(wins, wins + losses).pvalue if wins + losses else math.nan
-    return f"paired s.e. {se:.4f} (mean / s.e. {d.mean() / se:+.1f}), sign test {wins}-{losses} p = {p:.3f}"
+    return (f"paired s.e. {se:.4f}, 95% CI [{d.mean() - half:+.4f}, {d.mean() + half:+.4f}], sign test {wins}-{losses} "
+            f"p = {p:.4f}")
 
 
 def cell(col: np.ndarray, sign: str = "") -> str:
