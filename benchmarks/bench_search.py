@@ -16,6 +16,8 @@ T, per seed; the surrogate's Kendall tau per generation is printed too.
 Run: .venv/bin/python benchmarks/bench_search.py [--trials T] [--population N] [--seeds S|a,b] [--methods a,b]
 Runs are seeded and reproducible, so methods and seeds can run in separate processes: `--json F` in each, then
 `--methods "" --load F1,F2,...` reports them together.
+Each goal difference is printed with its paired standard error, 95% t interval and sign test over seeds.
+`--variant NAME=KEY:VALUE,...` adds the shipped screen with other search.surrogate settings as a method (T/2).
 
 `--scale 1,2`: trials per hour of W `vaelab search --worker` processes (one torch thread each) sharing one study on a
 PostgreSQL server (pgserver, from the `test` extra) for the same budget, 1 worker being the reference.
