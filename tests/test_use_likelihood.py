@@ -75,7 +75,7 @@ def test_chunked_over_k_equals_unchunked(monkeypatch):
     model, b, cov = linear_gaussian_vae()
     x = sample_x(b, cov, n=8)
     full = nll_scores(model, x, k=64, generator=torch.Generator().manual_seed(5))
-    monkeypatch.setattr(lik, "CHUNK_ELEMENTS", 3 * 8 * D)  # 3 samples per chunk
+    monkeypatch.setattr(lik, "INFERENCE_CHUNK_ELEMENTS", 3 * 8 * D)  # 3 samples per chunk (no-grad path)
     chunked = nll_scores(model, x, k=64, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(full, chunked, atol=1e-4, rtol=0)
 
