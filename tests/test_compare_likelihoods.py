@@ -31,3 +31,27 @@ def test_each_likelihood_gets_a_decoder_of_its_width(name):
     with torch.no_grad():
         out = model.decoder_output(torch.zeros(2, 16), None)
     assert tuple(out.shape) == (2, model.likelihood.params_per_value, 28, 28)
+
+
+def test_shards_join_refuse_other_weights_and_say_what_they_cover(tmp_path):
+    from vaelab.model.layout import weights_sha256
+
+    script = _script()
+    torch.manual_seed(0)
+    model = build_model(load_config(script.CONFIG, script.overrides("bernoulli")).model, DataSpec((1, 28, 28), bits=8)).eval()
+    x = torch.rand(6, 1, 28, 28)
+    digest = weights_sha256(model)
+    for a, b in ((0, 2), (2, 6)):
+        shard = script.compute_shard(model, x, a, b, 5, 0, digest)
+        script.write_json(script.shard_path(tmp_path, "bernoulli", a, b), shard)
+    whole = script.compute_shard(model, x, 0, 6, 5, 0, digest)
+    shards = script.read_shards(tmp_path, "bernoulli", digest, 5, 0)
+    assert [v for s in shards for v in s["iw_nll"]] == pytest.approx(whole["iw_nll"], abs=2e-4)
+    info = {"name": "bernoulli", "likelihood": "bernoulli", "kind": "pmf over {0, 1}", "epochs": 5, "train_cpu_s": 8.0,
+            "neg_elbo_all": 130.0, "dims": 784, "weights_sha256": digest}
+    text = script.table([script.row_of(info, shards)], 5)
+    assert "| 6 (0-5) |" in text and "9,994 images to go" in text
+    with pytest.raises(script.Refused, match="retrain"):
+        script.read_shards(tmp_path, "bernoulli", "0" * 64, 5, 0)
+    with pytest.raises(script.Refused, match="K=5"):
+        script.read_shards(tmp_path, "bernoulli", digest, 1000, 0)

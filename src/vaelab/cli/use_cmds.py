@@ -60,10 +60,10 @@ def _tiled_images(run, data, data_path, input_folder, limit):
     return items_images(_items(run, data, data_path, input_folder, limit))
 
 
-def _items(run, data, data_path, input_folder, limit):
+def _items(run, data, data_path, input_folder, limit, offset=0):
     from vaelab.use.inputs import load_items
 
-    return load_items(run, data=data, data_path=data_path, input_folder=input_folder, limit=limit)
+    return load_items(run, data=data, data_path=data_path, input_folder=input_folder, limit=limit, offset=offset)
 
 
 @app.command()
@@ -228,6 +228,8 @@ def evaluate(
     run: Path = typer.Argument(..., help="Run folder"),
     data: Optional[str] = DataOpt, data_path: Optional[Path] = DataPathOpt, input: Optional[Path] = InputOpt,
     limit: Optional[int] = LimitOpt,
+    offset: int = typer.Option(0, "--offset", help="Start at item N (with --limit: one slice of a long evaluation; "
+                               "each item's samples depend only on --seed and its index)"),
     k: int = typer.Option(1000, "--k", help="Importance samples for the IW-NLL"),
     tsne: bool = typer.Option(False, "--tsne", help="Seeded t-SNE for the latent embedding instead of PCA"),
     seed: int = typer.Option(0, "--seed"),
@@ -235,13 +237,17 @@ def evaluate(
     bits: str = typer.Option("32,8,6,4", "--bits", help="Latent bit widths for reconstruction error vs bits ('' for none)"),
 ) -> None:
     """Negative ELBO, reconstruction, KL, IW-NLL (K samples), SSIM, active units, KL per dim, MMD/Wasserstein
-    for points; writes evaluation.json and figures, prints a table."""
+    for points; writes evaluation.json, the per-item IW-NLL (iw_nll_kK_FIRST-END.json) and figures, prints a table."""
     from vaelab.use.evaluate import evaluate as ev, table_rows
 
     if k < 1:  # before any work (and any progress line)
         from vaelab.core.errors import ArgumentError
 
         raise ArgumentError(f"--k must be >= 1 importance samples, got {k}")
+    if seed < 0:
+        from vaelab.core.errors import ArgumentError
+
+        raise ArgumentError(f"--seed must be >= 0, got {seed}")
     r = open_reading(ctx, run)
     try:
         widths = tuple(int(b) for b in bits.split(",") if b.strip())
@@ -249,7 +255,7 @@ def evaluate(
         raise typer.BadParameter(f"--bits takes integers separated by commas, e.g. 32,8,4; got {bits!r}") from None
     if any(b != 32 and not 1 <= b <= 16 for b in widths):
         raise typer.BadParameter(f"--bits: each width must be in 1..16 (or 32 for float), got {bits!r}")
-    res = ev(r, _items(r, data, data_path, input, limit), out or r.path, k=k, embedding="tsne" if tsne else "pca", seed=seed,
+    res = ev(r, _items(r, data, data_path, input, limit, offset), out or r.path, k=k, embedding="tsne" if tsne else "pca", seed=seed,
              bits=widths)
     _print_table(f"{r.path.name}: {res.metrics['items']} items of {res.metrics['data']}", table_rows(res.metrics))
     typer.echo(str(res.path))

@@ -68,8 +68,10 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
     with stage("evaluate: negative ELBO and reconstructions", len(x)):
         rec, kl, mu, kl_dims, recon = _posterior_pass(run, x, c, g)
     per_item = k * x[0].numel() * model.likelihood.params_per_value  # decoder outputs per item for the K samples
-    with stage(f"evaluate: importance-weighted NLL, K={k}", len(x)):
-        iw = nll(model, x, y, k=k, batch_size=max(1, min(256, 2**22 // max(1, per_item))), generator=g)
+    with stage(f"evaluate: importance-weighted NLL, K={k}", len(x)):  # item i's samples seeded from (seed, its index)
+        iw = nll(model, x, y, k=k, batch_size=max(1, min(256, 2**22 // max(1, per_item))), seed=seed,
+                 first_item=items.first_index)
+    per_item_file = _write_per_item(run, items, out_dir, iw, k, seed)
     n_active, unit_var = active_units(mu)
     kl_per_dim = kl_dims.reshape(kl_dims.shape[0], -1).mean(dim=0)
     m: dict[str, Any] = {
@@ -77,6 +79,7 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
         "negative_elbo": float((rec + kl).mean()), "reconstruction_nll": float(rec.mean()), "kl": float(kl.mean()),
         "mse": float((recon - x).pow(2).mean()),
         f"iw_nll_k{k}": float(iw.mean()), "iw_k": k, "nll_units": "nats per sample",
+        "first_item": items.first_index, "iw_nll_per_item": per_item_file.name,
         "active_units": n_active, "latent_dims": int(kl_per_dim.numel()),
         "kl_per_dim": [round(float(v), 6) for v in kl_per_dim], "unit_variance": [round(v, 6) for v in unit_var],
     }
@@ -121,6 +124,20 @@ def evaluate(run: Run, items: Items, out_dir: Path, *, k: int = 1000, embedding:
     path = out_dir / EVALUATION_NAME
     atomic_write_text(path, json.dumps(m, indent=2) + "\n")
     return Evaluation(m, path, figures)
+
+
+def _write_per_item(run: Run, items: Items, out_dir: Path, iw, k: int, seed: int) -> Path:
+    """iw_nll_k{K}_{first}-{end}.json: each item's IW-NLL with what it depends on (K, seed, the weights' sha256),
+    so slices of a long evaluation (--offset/--limit) can be computed apart and joined."""
+    from vaelab.model.layout import weights_sha256
+
+    first = items.first_index
+    path = out_dir / f"iw_nll_k{k}_{first}-{first + len(items)}.json"
+    record = {"k": k, "seed": seed, "first_item": first, "items": len(items), "data": items.source,
+              "likelihood": run.model.likelihood.describe(), "weights_sha256": weights_sha256(run.model),
+              "units": "nats per item", "names": items.names, "iw_nll": [round(float(v), 4) for v in iw]}
+    atomic_write_text(path, json.dumps(record) + "\n")
+    return path
 
 
 def _figures(run: Run, items: Items, out_dir: Path, x, recon, gen, mu, kl_per_dim, embedding: str, seed: int) -> list[Path]:

@@ -40,6 +40,7 @@ class Items:
     value_range: tuple[float, float]
     source: str
     skipped: list[str] = field(default_factory=list)
+    first_index: int = 0  # the position of x[0] in its dataset split or folder listing (--offset)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -72,26 +73,39 @@ def parse_data_spec(spec: str, data_path: str | Path | None = None):
 
 
 def dataset_items(run: Run, spec: str | None = None, data_path: str | Path | None = None, *, split: str = "test",
-                  limit: int | None = None) -> Items:
-    """A split of the run's dataset (default) or of another one given as NAME[:PATH] or a YAML file."""
+                  limit: int | None = None, offset: int = 0) -> Items:
+    """A split of the run's dataset (default) or of another one given as NAME[:PATH] or a YAML file: items
+    offset, offset+1, ... (at most `limit` of them)."""
     from vaelab.data import load_data
 
     check_limit(limit)
+    check_offset(offset)
     cfg = run.config.data if spec is None else parse_data_spec(spec, data_path)
     if spec is None and data_path is not None:
         cfg = cfg.model_copy(update={"path": Path(data_path)})
     bundle = load_data(cfg, run.config.seed)
     splits = bundle.splits()
     chosen = splits.get(split) or splits.get("test") or splits.get("val") or splits["train"]
-    n = len(chosen) if limit is None else min(limit, len(chosen))
-    x, y = chosen.take(n)
+    check_offset(offset, len(chosen), f"the {split} split of {cfg.name}")
+    end = len(chosen) if limit is None else min(offset + limit, len(chosen))
+    x, y = chosen.take(end)
+    x, y = x[offset:], None if y is None else y[offset:]
     check_shape(run, x, f"dataset {cfg.name!r}")  # labels of another dataset are used as given; the condition checks them
-    return Items(x.float(), y, [f"item-{i:06d}" for i in range(n)], tuple(bundle.value_range), cfg.name)
+    return Items(x.float(), y, [f"item-{i:06d}" for i in range(offset, end)], tuple(bundle.value_range), cfg.name,
+                 first_index=offset)
 
 
 def check_limit(limit: int | None, name: str = "--limit") -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ArgumentError(f"{name} must be a whole number >= 1 (how many items to use), got {limit!r}")
+
+
+def check_offset(offset: int, count: int | None = None, what: str = "") -> None:
+    """--offset: a whole number >= 0, before the end of the `count` items of `what` when given."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ArgumentError(f"--offset must be a whole number >= 0 (the first item to use), got {offset!r}")
+    if count is not None and offset >= count:
+        raise ArgumentError(f"--offset {offset} is past the end: {what} has {count:,} items (0..{count - 1})")
 
 
 def check_shape(run: Run, x: Tensor, what: str) -> None:
@@ -157,18 +171,22 @@ def check_label(run: Run, label: int) -> None:
 
 
 def load_items(run: Run, *, data: str | None = None, data_path: str | Path | None = None, input_folder: str | Path | None = None,
-               limit: int | None = None) -> Items:
-    """--input FOLDER, else --data NAME[:PATH] (or the run's own data), test split."""
+               limit: int | None = None, offset: int = 0) -> Items:
+    """--input FOLDER, else --data NAME[:PATH] (or the run's own data), test split; items offset.. (at most limit)."""
     check_limit(limit)
+    check_offset(offset)
     if input_folder is not None:
         if data is not None:
             raise DataError("give either --input FOLDER or --data NAME, not both")
         items = folder_items(run, input_folder)
-        if limit is not None:
-            items = Items(items.x[:limit], None, items.names[:limit], items.value_range, items.source, items.skipped)
+        if limit is not None or offset:
+            check_offset(offset, len(items), f"--input {input_folder}")
+            end = len(items) if limit is None else offset + limit
+            items = Items(items.x[offset:end], None, items.names[offset:end], items.value_range, items.source,
+                          items.skipped, first_index=offset)
         return items
-    return dataset_items(run, data, data_path, limit=limit)
+    return dataset_items(run, data, data_path, limit=limit, offset=offset)
 
 
 __all__ = ["open_run", "Items", "load_items", "dataset_items", "folder_items", "parse_data_spec", "labels_for",
-           "check_label", "check_shape"]
+           "check_label", "check_shape", "check_offset"]
