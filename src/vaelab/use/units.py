@@ -16,6 +16,7 @@ _EVALUATION = {
     "negative_elbo": "nats/item", "reconstruction_nll": "nats/item", "kl": "nats/item", "bits_per_dim": "bits/dim",
     "mse": "squared error/value", "ssim": "SSIM, 1 = identical", "active_units": "latent dims",
     "latent_dims": "latent dims", "items": "items", "iw_k": "samples", "mmd_rbf": "MMD² (RBF)",
+    "first_item": "(index in the split)", "iw_nll_per_item": "",
     "wasserstein_mean": "data units", "auroc": "0..1", "auprc": "0..1", "fpr95": "0..1",
     "conditional_sample_accuracy": "0..1", "classifier_test_accuracy": "0..1", "conditional_sample_accuracy_ratio": "of the classifier's accuracy",
     "sample_temperature": "prior std factor", "rotation_error_deg": "degrees", "mean_pose_rotation_error_deg": "degrees",
