@@ -151,18 +151,36 @@ def measure(name: str, run_dir: Path, train_record: dict, args, deadline: float)
     if info is None or info.get("seed") != args.seed:
         info = summary(run_dir, name, train_record, args.seed)
         write_json(info_path, info)
-    have = {s["start"] for s in read_shards(args.store, name, digest, args.k, args.seed)}
+    have = [(s["start"], s["end"]) for s in read_shards(args.store, name, digest, args.k, args.seed)]
     x = None
-    a, b = args.items
-    for start in range(a, b, args.shard):
-        if start in have or time.time() > deadline:
-            continue
+    for start, end in missing_ranges(have, args.items, args.shard):
+        if time.time() > deadline:
+            break
         x = dataset_items(run, limit=TEST_IMAGES).x if x is None else x
-        s = compute_shard(run.model, x, start, min(start + args.shard, b), args.k, args.seed, digest)
+        s = compute_shard(run.model, x, start, end, args.k, args.seed, digest)
         write_json(shard_path(args.store, name, s["start"], s["end"]), s)
         print(json.dumps({"name": name, "shard": f"{s['start']}-{s['end']}", "iw_cpu_s": s["iw_cpu_s"],
                           "iw_nll_mean": sum(s["iw_nll"]) / len(s["iw_nll"])}), flush=True)
     return info
+
+
+def missing_ranges(have: list[tuple[int, int]], items: tuple[int, int], shard: int) -> list[tuple[int, int]]:
+    """The [start, end) ranges still to compute inside items: the shard grid (multiples of `shard`) less the
+    images the stored shards cover, so shards of another size computed earlier are filled around, not redone."""
+    done = set()
+    for a, b in have:
+        done.update(range(a, b))
+    out = []
+    for start in range(items[0], items[1], shard):
+        run_start = None
+        for i in range(start, min(start + shard, items[1]) + 1):
+            gap = i < min(start + shard, items[1]) and i not in done
+            if gap and run_start is None:
+                run_start = i
+            elif not gap and run_start is not None:
+                out.append((run_start, i))
+                run_start = None
+    return out
 
 
 def check_local_run(run_dir: Path, info: dict, info_path: Path) -> None:

@@ -55,3 +55,12 @@ def test_shards_join_refuse_other_weights_and_say_what_they_cover(tmp_path):
         script.read_shards(tmp_path, "bernoulli", "0" * 64, 5, 0)
     with pytest.raises(script.Refused, match="K=5"):
         script.read_shards(tmp_path, "bernoulli", digest, 1000, 0)
+
+
+def test_missing_ranges_fill_around_stored_shards():
+    script = _script()
+    assert script.missing_ranges([], (0, 1000), 500) == [(0, 500), (500, 1000)]
+    assert script.missing_ranges([(0, 100)], (0, 1000), 500) == [(100, 500), (500, 1000)]
+    assert script.missing_ranges([(0, 100), (200, 300), (500, 1000)], (0, 1000), 500) == [(100, 200), (300, 500)]
+    assert script.missing_ranges([(0, 500)], (0, 500), 500) == []
+    assert script.missing_ranges([], (500, 700), 100) == [(500, 600), (600, 700)]
