@@ -7,7 +7,7 @@ so outputs can mirror the folder. Unreadable files are reported and skipped.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -182,8 +182,7 @@ def load_items(run: Run, *, data: str | None = None, data_path: str | Path | Non
         if limit is not None or offset:
             check_offset(offset, len(items), f"--input {input_folder}")
             end = len(items) if limit is None else offset + limit
-            items = Items(items.x[offset:end], None, items.names[offset:end], items.value_range, items.source,
-                          items.skipped, first_index=offset)
+            items = replace(items, x=items.x[offset:end], y=None, names=items.names[offset:end], first_index=offset)
         return items
     return dataset_items(run, data, data_path, limit=limit, offset=offset)
 
