@@ -2,6 +2,7 @@
 override builds a model whose decoder output is what that likelihood reads (build_model refuses any other width)."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from vaelab.model.build import build_model
 SCRIPT = Path(__file__).resolve().parents[1] / "configs" / "compare_likelihoods.py"
 
 
+@functools.cache
 def _script():
     spec = importlib.util.spec_from_file_location("compare_likelihoods", SCRIPT)
     module = importlib.util.module_from_spec(spec)
